@@ -1,0 +1,1 @@
+//! weir-inputs (being built).

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project: formatting, lints, unit, property and
+# integration tests (the latter against real brokers, which this script starts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> formatting"
+cargo fmt --all --check
+
+echo "==> lints"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "==> tests"
+cargo test --workspace --all-targets
