@@ -5,5 +5,7 @@
 //!
 //! # Layout
 //! - [`ast`]: the syntax tree.
+//! - [`display`]: printing the tree back as canonical text (also the default column names).
 
 pub mod ast;
+pub mod display;
