@@ -1,2 +1,122 @@
-//! The `weir` binary.
-fn main() {}
+//! # weir
+//!
+//! The `weir` binary: `serve` runs the engine behind its HTTP API; `apply`, `send` and `check`
+//! talk to a running server.
+//!
+//! # Layout
+//! - [`config`]: the configuration tree and its layers.
+//! - [`app`]: shared state and the path every event takes.
+//! - [`api`]: the HTTP routes.
+//! - [`catalog`]: applying DSL statements, and restoring them on start.
+//! - [`recovery`]: checkpoints, and replay of the log after the last one.
+//! - [`oneshot`]: bare SELECTs over stored events.
+//! - [`client`]: the client subcommands.
+//! - [`bench`]: the open-loop load generator.
+
+mod api;
+mod app;
+mod bench;
+mod catalog;
+mod client;
+mod config;
+mod oneshot;
+mod recovery;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Weir: continuous queries and allow/deny rules over event streams.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (HTTP API on 127.0.0.1:8080, data in ./weir-data unless told otherwise).
+    Serve(ServeArgs),
+    /// Apply a DSL file (or `-` for stdin, or `--text`) to a running server.
+    Apply {
+        /// The DSL file; `-` reads stdin.
+        file: Option<PathBuf>,
+        /// DSL text given inline.
+        #[arg(long, conflicts_with = "file")]
+        text: Option<String>,
+        /// Server address.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "WEIR_URL")]
+        url: String,
+    },
+    /// Send events (JSON lines, or one JSON document) from a file or stdin.
+    Send {
+        /// The events file; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// Events per request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Server address.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "WEIR_URL")]
+        url: String,
+    },
+    /// Measure a running server with an open-loop load generator.
+    Bench(bench::BenchArgs),
+    /// Check one event (JSON) against the rules; `--add` uses add_and_check.
+    Check {
+        /// The event as JSON.
+        event: String,
+        /// Add the event if allowed.
+        #[arg(long)]
+        add: bool,
+        /// Server address.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "WEIR_URL")]
+        url: String,
+    },
+}
+
+/// Flags of `weir serve`; they override the config file and the environment.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address for the HTTP API.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Data directory of the embedded store.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without API keys.
+    #[arg(long)]
+    insecure: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Serve(args) => {
+            let mut cfg = config::ServeConfig::load(args.config.as_deref())?;
+            if let Some(h) = args.http {
+                cfg.http = h;
+            }
+            if let Some(d) = args.data_dir {
+                cfg.data_dir = d;
+            }
+            cfg.insecure |= args.insecure;
+            rt.block_on(recovery::serve(cfg))
+        }
+        Command::Apply { file, text, url } => rt.block_on(client::apply(&url, file, text)),
+        Command::Send { file, batch, url } => rt.block_on(client::send(&url, file, batch)),
+        Command::Bench(args) => rt.block_on(bench::run(args)),
+        Command::Check { event, add, url } => rt.block_on(client::check(&url, &event, add)),
+    }
+}

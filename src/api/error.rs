@@ -1,0 +1,83 @@
+//! Errors as the API answers them: `{"error": "…"}` with a 4xx/5xx status, plus `line` and
+//! `column` for query-language errors (SPEC section 13).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The JSON body; always has `error`.
+    pub body: Value,
+}
+
+impl ApiError {
+    /// 400 with a message.
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, msg)
+    }
+    /// 404 with a message.
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, msg)
+    }
+    /// 500 with a message (logged).
+    pub fn internal(msg: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %msg, "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+    }
+    /// Any status with a message.
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self { status, body: json!({ "error": msg.into() }) }
+    }
+    /// Add a field to the body.
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.body[key] = value;
+        self
+    }
+}
+
+impl From<weir_query_lang::QueryError> for ApiError {
+    fn from(e: weir_query_lang::QueryError) -> Self {
+        ApiError::bad_request(e.message.clone())
+            .with("line", json!(e.line))
+            .with("column", json!(e.column))
+            .with("detail", json!(e.to_string()))
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        let status = r.status();
+        let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request body is larger than the limit".to_string()
+        } else {
+            r.body_text()
+        };
+        ApiError::new(status, msg)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// Handler result.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Parse a JSON body, saying where it went wrong.
+pub fn json_body(bytes: &[u8]) -> ApiResult<Value> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("empty body: expected JSON"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!("invalid JSON: {e}"))
+            .with("line", json!(e.line()))
+            .with("column", json!(e.column()))
+    })
+}

@@ -1,0 +1,48 @@
+//! The HTTP API (SPEC section 13) on axum.
+//!
+//! # Layout
+//! - [`error`]: error answers (`{"error": …}`, with `line`/`column` for DSL errors).
+//! - [`events`]: event intake, check and add_and_check, the seed 002 `/event` forms.
+//! - [`statements`]: `POST /api/statements` (DSL text).
+//! - [`queries`]: query and rule definitions, results.
+//! - [`decision`]: a rules decision as JSON.
+//! - [`misc`]: `/healthz`, `/help`, the home page.
+
+pub mod decision;
+pub mod error;
+pub mod events;
+pub mod misc;
+pub mod queries;
+pub mod statements;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::cors::CorsLayer;
+
+use crate::app::App;
+
+/// Every route, with CORS and the body-size limit.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.cfg.max_body_bytes;
+    Router::new()
+        .route("/", get(misc::home))
+        .route("/healthz", get(misc::healthz))
+        .route("/help", get(misc::help))
+        .route("/api/statements", post(statements::apply))
+        .route("/api/queries", get(queries::list_queries))
+        .route("/api/queries/{name}", get(queries::get_query).delete(queries::delete_query))
+        .route("/api/queries/{name}/result", get(queries::result))
+        .route("/api/rules", get(queries::list_rules))
+        .route("/api/rules/{name}", get(queries::get_rule).delete(queries::delete_rule))
+        .route("/api/events", post(events::add_events))
+        .route("/api/check", post(events::check))
+        .route("/api/add_and_check", post(events::add_and_check))
+        .route("/event", post(events::post_event).get(events::get_event))
+        .fallback(misc::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(CorsLayer::permissive())
+        .with_state(app)
+}

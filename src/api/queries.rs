@@ -1,0 +1,132 @@
+//! Queries and rules: definitions (`GET/DELETE /api/queries[/{name}]`, `GET/DELETE
+//! /api/rules[/{name}]`) and results (`GET /api/queries/{name}/result`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use weir_engine::ReadRequest;
+
+use super::error::{ApiError, ApiResult};
+use crate::app::App;
+use crate::catalog;
+
+/// `GET /api/queries`: every query's definition and status.
+pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let list = catalog::query_definitions(&app).map_err(ApiError::internal)?;
+    Ok(Json(json!({ "queries": list })))
+}
+
+/// `GET /api/queries/{name}`.
+pub async fn get_query(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    catalog::query_definitions(&app)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|q| q["name"] == name.as_str())
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no query named '{name}'")))
+}
+
+/// `DELETE /api/queries/{name}`.
+pub async fn delete_query(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let _guard = app.statements.lock().await;
+    catalog::drop_query(&app, &name)?;
+    Ok(Json(json!({ "statement": "drop_query", "name": name })))
+}
+
+/// `GET /api/rules`.
+pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let list = catalog::rule_definitions(&app).map_err(ApiError::internal)?;
+    Ok(Json(json!({ "rules": list })))
+}
+
+/// `GET /api/rules/{name}`.
+pub async fn get_rule(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    catalog::rule_definitions(&app)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|r| r["name"] == name.as_str())
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no rule named '{name}'")))
+}
+
+/// `DELETE /api/rules/{name}`.
+pub async fn delete_rule(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let _guard = app.statements.lock().await;
+    catalog::drop_rule(&app, &name)?;
+    Ok(Json(json!({ "statement": "drop_rule", "name": name })))
+}
+
+fn time_param(params: &HashMap<String, String>, name: &str) -> ApiResult<Option<i64>> {
+    params
+        .get(name)
+        .map(|v| {
+            weir_core::parse_time(v).map_err(|e| ApiError::bad_request(format!("parameter '{name}': {e}")))
+        })
+        .transpose()
+}
+
+/// A `key.FIELD=VALUE` value: a number when it reads as one, else a string.
+fn key_value(v: &str) -> Value {
+    match v.parse::<f64>() {
+        Ok(n) if v.parse::<i64>().is_ok() => json!(n as i64),
+        Ok(n) => json!(n),
+        Err(_) => json!(v),
+    }
+}
+
+/// Turn the query string of a result read into a [`ReadRequest`].
+pub fn read_request(params: &HashMap<String, String>) -> ApiResult<ReadRequest> {
+    for k in params.keys() {
+        if !matches!(k.as_str(), "at" | "from" | "to" | "step") && !k.starts_with("key.") {
+            return Err(ApiError::bad_request(format!(
+                "unknown parameter '{k}': expected at, from, to, step or key.FIELD"
+            )));
+        }
+    }
+    let step = params
+        .get("step")
+        .map(|s| {
+            weir_core::parse_duration(s)
+                .or_else(|_| s.parse::<i64>().map_err(|_| ()))
+                .map_err(|_| ApiError::bad_request(format!("parameter 'step': {s:?} is not a duration")))
+        })
+        .transpose()?;
+    let mut keys: Vec<(String, Value)> = params
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("key.").map(|f| (f.to_string(), key_value(v))))
+        .collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(ReadRequest { at: time_param(params, "at")?, from: time_param(params, "from")?, to: time_param(params, "to")?, step, keys })
+}
+
+/// `GET /api/queries/{name}/result?at=…|from=…&to=…[&step=…][&key.F=V…]`.
+pub async fn result(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let req = read_request(&params)?;
+    let rows = app
+        .engine
+        .result(&name, &req)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let rows: Vec<Value> = rows.into_iter().map(row_json).collect();
+    Ok(Json(json!({ "rows": rows })))
+}
+
+/// One result row as the API answers it (SPEC section 13): `key`, `values`, and either
+/// `bucket_start` (series) or `window_start`/`window_end` (sliding windows).
+pub fn row_json(r: weir_engine::Row) -> Value {
+    let mut o = Map::new();
+    o.insert("key".into(), Value::Object(r.key));
+    o.insert("values".into(), Value::Object(r.values));
+    for (k, t) in [("bucket_start", r.bucket_start), ("window_start", r.window_start), ("window_end", r.window_end)] {
+        if let Some(t) = t {
+            o.insert(k.into(), json!(t));
+        }
+    }
+    Value::Object(o)
+}

@@ -1,0 +1,221 @@
+//! `weir bench`: an open-loop load generator against a running server.
+//!
+//! Requests are scheduled at a fixed rate; each one's latency is measured from its *intended*
+//! send time, so a stalled server shows up in the tail instead of slowing the generator down
+//! (no coordinated omission). With `--rate 0` it runs closed-loop, as fast as the connections
+//! allow, to find the maximum throughput. `--hello` measures a hello-world axum server on
+//! the same machine in the same run first: the ceiling any HTTP call can reach.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+/// What to send.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Workload {
+    /// Single `POST /api/add_and_check` calls, each a new event of one of `--keys` sellers.
+    AddAndCheck,
+    /// Single `POST /api/check` calls.
+    Check,
+    /// `POST /api/events?wait=durable` with `--batch` events per request.
+    Ingest,
+}
+
+/// Options of `weir bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// The workload.
+    #[arg(long, value_enum, default_value = "add-and-check")]
+    pub workload: Workload,
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "WEIR_URL")]
+    pub url: String,
+    /// Requests per second; 0 = closed loop, as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// How long to run, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Events per request for `ingest`.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Distinct group keys (sellers) the events spread over.
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u64,
+    /// Also measure a hello-world axum server in this run (the ceiling).
+    #[arg(long)]
+    pub hello: bool,
+}
+
+/// Results of one measured run.
+#[derive(Debug)]
+pub struct Report {
+    /// Requests that got a 2xx answer.
+    pub ok: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Events carried by the successful requests.
+    pub events: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Latency in microseconds from the intended send time.
+    pub latency_us: Histogram<u64>,
+}
+
+impl Report {
+    fn print(&self, label: &str) {
+        let secs = self.elapsed.as_secs_f64();
+        let h = &self.latency_us;
+        println!(
+            "{label}: {:.0} requests/s, {:.0} events/s, {} errors; latency µs p50 {} p90 {} p99 {} p99.9 {} max {}",
+            self.ok as f64 / secs,
+            self.events as f64 / secs,
+            self.errors,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.9),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max()
+        );
+    }
+}
+
+/// Run the benchmark as configured, printing progress each second and a summary line.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    println!(
+        "weir bench: workload {:?}, rate {}, {} s, {} connections, batch {}, {} keys; machine: {} cores",
+        args.workload,
+        if args.rate == 0 { "max".to_string() } else { format!("{}/s", args.rate) },
+        args.duration,
+        args.connections,
+        args.batch,
+        args.keys,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    if args.hello {
+        let addr = start_hello().await?;
+        let report = measure(&BenchArgs { url: format!("http://{addr}"), ..args.clone() }, false).await?;
+        report.print("hello-world axum (ceiling)");
+    }
+    if matches!(args.workload, Workload::AddAndCheck | Workload::Check) {
+        setup_rule(&args.url).await?;
+    }
+    let report = measure(&args, true).await?;
+    report.print("weir");
+    Ok(())
+}
+
+async fn setup_rule(url: &str) -> anyhow::Result<()> {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/statements"))
+        .body("CREATE OR REPLACE RULE bench_limit AS SELECT count(*) AS orders FROM bench_order GROUP BY seller, timeseries(time, 1s, 1min) DENY WHEN orders > 1000000000")
+        .send()
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    anyhow::ensure!(resp.status().is_success(), "creating the bench rule: {}", resp.text().await?);
+    Ok(())
+}
+
+fn body(workload: Workload, i: u64, args: &BenchArgs) -> (String, Value) {
+    let event = |j: u64| json!({"type": "bench_order", "seller": format!("s{}", j % args.keys), "amount": j % 100});
+    match workload {
+        Workload::AddAndCheck => ("/api/add_and_check".into(), event(i)),
+        Workload::Check => ("/api/check".into(), event(i)),
+        Workload::Ingest => {
+            let events: Vec<Value> = (0..args.batch as u64).map(|j| event(i * args.batch as u64 + j)).collect();
+            ("/api/events?wait=durable".into(), json!({ "events": events }))
+        }
+    }
+}
+
+async fn measure(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let start = Instant::now() + Duration::from_millis(100);
+    let end = start + Duration::from_secs(args.duration);
+    let next = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let per_event = if matches!(args.workload, Workload::Ingest) { args.batch as u64 } else { 1 };
+    let mut workers = Vec::new();
+    for _ in 0..args.connections {
+        let (client, next, ok, errors, hist, args) =
+            (client.clone(), next.clone(), ok.clone(), errors.clone(), hist.clone(), args.clone());
+        workers.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let intended = if args.rate == 0 {
+                    Instant::now()
+                } else {
+                    start + Duration::from_nanos(i * 1_000_000_000 / args.rate)
+                };
+                if intended >= end || Instant::now() >= end {
+                    break;
+                }
+                tokio::time::sleep_until(intended.into()).await;
+                let (path, b) = body(args.workload, i, &args);
+                let r = client.post(format!("{}{path}", args.url)).json(&b).send().await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let _ = local.record(intended.elapsed().as_micros().max(1) as u64);
+            }
+            hist.lock().add(&local).expect("same bounds");
+        }));
+    }
+    if progress {
+        let ok = ok.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            while Instant::now() < end {
+                tick.tick().await;
+                let now = ok.load(Ordering::Relaxed);
+                eprintln!("  {:>4.0}% {:>8} requests/s", 100.0 * start.elapsed().as_secs_f64() / (end - start).as_secs_f64(), now - last);
+                last = now;
+            }
+        });
+    }
+    for w in workers {
+        w.await?;
+    }
+    let elapsed = start.elapsed();
+    let ok = ok.load(Ordering::Relaxed);
+    let latency_us = hist.lock().clone();
+    Ok(Report { ok, errors: errors.load(Ordering::Relaxed), events: ok * per_event, elapsed, latency_us })
+}
+
+/// A hello-world axum server on a free loopback port, on its own runtime thread so it does
+/// not share the generator's workers.
+async fn start_hello() -> anyhow::Result<SocketAddr> {
+    use axum::routing::post;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            let app = axum::Router::new().fallback(post(|| async { axum::Json(json!({"decision": "allow"})) }));
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("hello server");
+        });
+    });
+    Ok(addr)
+}

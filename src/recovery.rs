@@ -1,0 +1,123 @@
+//! Starting and stopping the server: open the store, rebuild state (catalogue, last
+//! checkpoint, replay of the log after it), serve, checkpoint periodically, and on
+//! SIGTERM/ctrl-c drain, flush and checkpoint once more.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use weir_core::SystemClock;
+use weir_engine::{Engine, EngineCheckpoint, EngineConfig};
+use weir_rules::RuleSet;
+use weir_storage::{EmbeddedStore, GroupCommit, Storage};
+
+use crate::app::App;
+use crate::config::ServeConfig;
+
+/// Run `weir serve` until a shutdown signal.
+pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    if !cfg.http.ip().is_loopback() && !cfg.insecure {
+        anyhow::bail!(
+            "refusing to listen on {} without API keys: pass --insecure to accept unauthenticated calls from the network",
+            cfg.http
+        );
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let store: Arc<dyn Storage> = Arc::new(
+        EmbeddedStore::open(&cfg.data_dir)
+            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
+    );
+    let log = GroupCommit::new(store.clone(), cfg.durable);
+    let engine = Arc::new(Engine::new(EngineConfig {
+        shards: cfg.shards,
+        default_grace_ms: cfg.grace.as_millis() as i64,
+        default_retention_ms: cfg.retention.as_millis() as i64,
+    }));
+    let rules = RuleSet::new(engine.clone());
+    let last_seq = store.last_seq()?;
+    let app = Arc::new(App::new(cfg.clone(), engine, rules, store, log, last_seq, Arc::new(SystemClock)));
+    let started = Instant::now();
+    crate::catalog::restore(&app)?;
+    let replayed = restore_state(&app)?;
+    tracing::info!(replayed, last_seq, elapsed_ms = started.elapsed().as_millis() as u64, "state restored");
+
+    let listener = TcpListener::bind(cfg.http)
+        .await
+        .with_context(|| format!("binding {}", cfg.http))?;
+    tracing::info!(addr = %cfg.http, data_dir = %cfg.data_dir.display(), "weir is listening");
+    let checkpointer = tokio::spawn(checkpoint_loop(app.clone()));
+    axum::serve(listener, crate::api::router(app.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    checkpointer.abort();
+    tracing::info!("shutting down: flushing the log and writing a checkpoint");
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || checkpoint(&app2)).await??;
+    Ok(())
+}
+
+/// Restore the last checkpoint and replay the log after it; returns the events replayed.
+fn restore_state(app: &App) -> anyhow::Result<u64> {
+    let mut from = 0;
+    if let Some((seq, bytes)) = app.store.latest_checkpoint()? {
+        let cp: EngineCheckpoint = serde_json::from_slice(&bytes).context("reading the engine checkpoint")?;
+        app.engine.restore(cp).context("restoring the engine checkpoint")?;
+        from = seq;
+    }
+    let mut replayed = 0;
+    for record in app.store.scan_seq(from)? {
+        let record = record?;
+        if !record.denied {
+            app.engine.apply(&record.event, || record.seq);
+            replayed += 1;
+        }
+    }
+    Ok(replayed)
+}
+
+/// Write a checkpoint of the engine once the log holds every event it includes.
+pub fn checkpoint(app: &App) -> anyhow::Result<()> {
+    let (seq, cp) = app.engine.checkpoint_at(|| app.last_seq());
+    app.log.barrier().wait_blocking()?;
+    let bytes = serde_json::to_vec(&cp)?;
+    app.store.put_checkpoint(seq, &bytes)?;
+    tracing::debug!(seq, bytes = bytes.len(), "checkpoint written");
+    Ok(())
+}
+
+async fn checkpoint_loop(app: Arc<App>) {
+    let mut tick = tokio::time::interval(app.cfg.checkpoint_interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let a = app.clone();
+        match tokio::task::spawn_blocking(move || checkpoint(&a)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint task failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

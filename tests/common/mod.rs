@@ -1,0 +1,142 @@
+//! Starting the real `weir` binary for integration tests, and talking to it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `weir serve` on a free loopback port.
+pub struct Server {
+    /// The child process.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    port: u16,
+    env: Vec<(String, String)>,
+    client: reqwest::Client,
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Start a server on `data_dir` with extra flags and environment, wait until healthy.
+    pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_on(data_dir, free_port(), env).await
+    }
+
+    /// Start a server on `data_dir`, wait until healthy.
+    pub async fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    async fn start_on(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+        cmd.args(["serve", "--http", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start weir serve");
+        let server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+            port,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            client: reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap(),
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.client.get(format!("{}/healthz", self.url)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "weir did not become healthy in 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kill the process with SIGKILL (no chance to flush anything).
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().unwrap();
+    }
+
+    /// Stop with SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "weir exited with {status} after SIGTERM");
+    }
+
+    /// Start again on the same data dir and port.
+    pub async fn restart(&mut self) {
+        let env: Vec<(String, String)> = self.env.clone();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let fresh = Self::start_on(&self.data_dir.clone(), self.port, &env).await;
+        let old = std::mem::replace(self, fresh);
+        std::mem::forget(old.child);
+    }
+
+    /// A client for this server.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// POST DSL text; returns (status, body).
+    pub async fn statements(&self, text: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/api/statements", self.url))
+            .header("content-type", "text/plain")
+            .body(text.to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// POST JSON to a path; returns (status, body).
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.client.post(format!("{}{path}", self.url)).json(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET a path; returns (status, body).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Now in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
