@@ -1,4 +1,5 @@
 //! Parse throughput of the query language, in statements per second.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
