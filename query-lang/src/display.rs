@@ -249,12 +249,20 @@ impl Display for SelectItem {
 }
 
 impl SelectItem {
-    /// The column name of this item in results: its alias, else its printed expression.
-    /// `None` for `*`.
+    /// The column name of this item in results: its alias, else its printed expression (a
+    /// bare field: its dotted path, unquoted). `None` for `*`.
     pub fn column_name(&self) -> Option<String> {
         match self {
             SelectItem::Wildcard(_) => None,
             SelectItem::Expr { alias: Some(a), .. } => Some(a.name.clone()),
+            SelectItem::Expr {
+                expr:
+                    Expr {
+                        kind: ExprKind::Field(f),
+                        ..
+                    },
+                alias: None,
+            } => Some(f.dotted()),
             SelectItem::Expr { expr, alias: None } => Some(expr.to_string()),
         }
     }

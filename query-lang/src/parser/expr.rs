@@ -4,7 +4,7 @@
 //! not chain); `+ -`; `* /`; unary `-`; atoms. This matches the printer in `display.rs`.
 
 use super::lexical::{ident, kw, number, peek_kw, peek_word, string, sym};
-use super::{expect, failure, span_of, Input, PResult};
+use super::{attempt, expect, failure, span_of, Input, PResult};
 use crate::ast::{AggFunc, Aggregate, BinaryOp, Expr, ExprKind, FieldRef, Literal, UnaryOp};
 
 /// Any expression or condition.
@@ -232,10 +232,10 @@ fn primary(i: Input<'_>) -> PResult<'_, Expr> {
         e.span = span;
         return Ok((rest, e));
     }
-    if let Ok((rest, n)) = number(i) {
+    if let Some((rest, n)) = attempt(number, i)? {
         return Ok((rest, lit(&i, Literal::Number(n))));
     }
-    if let Ok((rest, s)) = string(i) {
+    if let Some((rest, s)) = attempt(string, i)? {
         return Ok((rest, lit(&i, Literal::String(s))));
     }
     for (word, l) in [

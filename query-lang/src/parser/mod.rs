@@ -96,6 +96,18 @@ where
     }
 }
 
+/// Run `p`: `Some` if it matched, `None` if it did not apply, and a failure passed on.
+pub(crate) fn attempt<'a, O>(
+    mut p: impl Parser<Input<'a>, Output = O, Error = PError<'a>>,
+    i: Input<'a>,
+) -> Result<Option<(Input<'a>, O)>, nom::Err<PError<'a>>> {
+    match p.parse(i) {
+        Ok(r) => Ok(Some(r)),
+        Err(nom::Err::Error(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The span of the token that starts `i`.
 pub(crate) fn span_of(i: &Input<'_>) -> Span {
     Span {
