@@ -151,6 +151,10 @@ fn backfill(i: Input<'_>) -> PResult<'_, Backfill> {
 /// `name = select` or `name@5min = select` (both mean CREATE OR REPLACE QUERY).
 fn shorthand(i: Input<'_>) -> PResult<'_, Statement> {
     let (rest, written) = ident(i)?;
+    if !rest.fragment().starts_with(['=', '@']) {
+        // Not a shorthand either: let the caller say what a statement looks like.
+        return Err(super::backtrack(i));
+    }
     let (rest, at) = if rest.fragment().starts_with('@') {
         let (rest, _) = sym("@")(rest)?;
         let (rest, d) = expect("expected a duration such as 5min after '@'", duration)(rest)?;
