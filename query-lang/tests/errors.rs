@@ -182,3 +182,43 @@ fn display_shows_position_source_line_and_caret() {
          \x20 FROM t WHERE count(*) > 1\n  |                ^"
     );
 }
+
+#[test]
+fn deep_or_huge_expressions_are_refused_before_the_stack_runs_out() {
+    let deep_parens = format!(
+        "SELECT {}a{} FROM t",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    );
+    assert_eq!(
+        error(&deep_parens).message,
+        "expression nested too deeply (more than 64 levels)"
+    );
+    let deep_not = format!("SELECT a FROM t WHERE {}a", "NOT ".repeat(10_000));
+    assert_eq!(
+        error(&deep_not).message,
+        "expression nested too deeply (more than 64 levels)"
+    );
+    let deep_neg = format!("SELECT {}a FROM t", "- ".repeat(10_000));
+    assert_eq!(
+        error(&deep_neg).message,
+        "expression nested too deeply (more than 64 levels)"
+    );
+    let long_chain = format!("SELECT {}a FROM t", "a + ".repeat(5_000));
+    assert_eq!(
+        error(&long_chain).message,
+        "statement too complex (more than 1000 operators)"
+    );
+}
+
+#[test]
+fn the_largest_accepted_expression_prints_analyses_and_drops() {
+    // 999 additions plus one aggregate call: at the operator limit, in a test thread's small stack.
+    let text = format!("SELECT sum({}a) FROM t", "a + ".repeat(999));
+    let stmts = weir_query_lang::parse(&text).unwrap();
+    let printed = stmts[0].to_string();
+    assert_eq!(weir_query_lang::parse(&printed).unwrap(), stmts);
+    weir_query_lang::analyze(&stmts[0], &EmptyCatalog, &AnalyzerConfig::default()).unwrap();
+    let nested = format!("SELECT {}a{} FROM t", "(NOT ".repeat(31), ")".repeat(31));
+    assert!(weir_query_lang::parse(&nested).is_ok());
+}

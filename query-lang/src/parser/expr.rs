@@ -4,12 +4,12 @@
 //! not chain); `+ -`; `* /`; unary `-`; atoms. This matches the printer in `display.rs`.
 
 use super::lexical::{ident, kw, number, peek_kw, peek_word, string, sym};
-use super::{attempt, expect, failure, span_of, Input, PResult};
+use super::{attempt, count_operator, expect, failure, nested, span_of, Input, PResult};
 use crate::ast::{AggFunc, Aggregate, BinaryOp, Expr, ExprKind, FieldRef, Literal, UnaryOp};
 
 /// Any expression or condition.
 pub fn expr(i: Input<'_>) -> PResult<'_, Expr> {
-    or_expr(i)
+    nested(i, or_expr)
 }
 
 fn binary(op: BinaryOp, left: Expr, right: Expr) -> Expr {
@@ -26,6 +26,7 @@ fn binary(op: BinaryOp, left: Expr, right: Expr) -> Expr {
 fn or_expr(i: Input<'_>) -> PResult<'_, Expr> {
     let (mut i, mut left) = and_expr(i)?;
     while let Ok((rest, _)) = kw("or")(i) {
+        count_operator(i)?;
         let (rest, right) = expect("expected a condition after OR", and_expr)(rest)?;
         left = binary(BinaryOp::Or, left, right);
         i = rest;
@@ -36,6 +37,7 @@ fn or_expr(i: Input<'_>) -> PResult<'_, Expr> {
 fn and_expr(i: Input<'_>) -> PResult<'_, Expr> {
     let (mut i, mut left) = not_expr(i)?;
     while let Ok((rest, _)) = kw("and")(i) {
+        count_operator(i)?;
         let (rest, right) = expect("expected a condition after AND", not_expr)(rest)?;
         left = binary(BinaryOp::And, left, right);
         i = rest;
@@ -45,7 +47,8 @@ fn and_expr(i: Input<'_>) -> PResult<'_, Expr> {
 
 fn not_expr(i: Input<'_>) -> PResult<'_, Expr> {
     if let Ok((rest, _)) = kw("not")(i) {
-        let (rest, inner) = expect("expected a condition after NOT", not_expr)(rest)?;
+        count_operator(i)?;
+        let (rest, inner) = nested(rest, expect("expected a condition after NOT", not_expr))?;
         return Ok((
             rest,
             Expr {
@@ -88,6 +91,9 @@ fn starts_predicate_op(i: &Input<'_>) -> bool {
 fn predicate(i: Input<'_>) -> PResult<'_, Expr> {
     let (i, left) = additive(i)?;
     let span = left.span;
+    if starts_predicate_op(&i) {
+        count_operator(i)?;
+    }
     if let Ok((rest, _)) = sym("=~")(i) {
         let (rest, pattern) =
             expect("expected a quoted regular expression after =~", string)(rest)?;
@@ -176,6 +182,7 @@ fn additive(i: Input<'_>) -> PResult<'_, Expr> {
         } else {
             return Ok((i, left));
         };
+        count_operator(i)?;
         let (rest, right) = expect("expected an expression after the operator", term)(op.0)?;
         left = binary(op.1, left, right);
         i = rest;
@@ -192,6 +199,7 @@ fn term(i: Input<'_>) -> PResult<'_, Expr> {
         } else {
             return Ok((i, left));
         };
+        count_operator(i)?;
         let (rest, right) = expect("expected an expression after the operator", unary)(op.0)?;
         left = binary(op.1, left, right);
         i = rest;
@@ -202,7 +210,8 @@ fn unary(i: Input<'_>) -> PResult<'_, Expr> {
     let s = i.fragment();
     if s.starts_with('-') && !s[1..].starts_with(|c: char| c.is_ascii_digit()) {
         let (rest, _) = sym("-")(i)?;
-        let (rest, inner) = expect("expected an expression after '-'", unary)(rest)?;
+        count_operator(i)?;
+        let (rest, inner) = nested(rest, expect("expected an expression after '-'", unary))?;
         return Ok((
             rest,
             Expr {
@@ -278,6 +287,7 @@ fn field_path<'a>(first: crate::ast::Ident, mut i: Input<'a>) -> PResult<'a, Exp
 
 /// A call `name(…)`; `at` is where the name starts, `i` is just after the `(`.
 fn call<'a>(at: Input<'a>, name: &str, i: Input<'a>) -> PResult<'a, Expr> {
+    count_operator(at)?;
     let span = span_of(&at);
     let lower = name.to_ascii_lowercase();
     let mk = |kind| Expr { kind, span };

@@ -108,6 +108,57 @@ pub(crate) fn attempt<'a, O>(
     }
 }
 
+/// Most levels of nesting (parentheses, calls, `NOT`, unary `-`) in one statement.
+pub(crate) const MAX_NESTING: u32 = 64;
+
+/// Most operators and calls in one statement, which bounds how deep its tree can be (the
+/// printer, analyzer and `Drop` all recurse).
+pub(crate) const MAX_OPERATORS: u32 = 1000;
+
+thread_local! {
+    /// (current nesting, operators so far) of the statement being parsed.
+    static BUDGET: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Start the budget of a new statement.
+pub(crate) fn reset_budget() {
+    BUDGET.with(|b| b.set((0, 0)));
+}
+
+/// Run `f` one nesting level deeper, failing at `i` past [`MAX_NESTING`].
+pub(crate) fn nested<'a, T>(
+    i: Input<'a>,
+    f: impl FnOnce(Input<'a>) -> PResult<'a, T>,
+) -> PResult<'a, T> {
+    let (depth, ops) = BUDGET.with(|b| b.get());
+    if depth >= MAX_NESTING {
+        return Err(failure(
+            i,
+            format!("expression nested too deeply (more than {MAX_NESTING} levels)"),
+        ));
+    }
+    BUDGET.with(|b| b.set((depth + 1, ops)));
+    let r = f(i);
+    BUDGET.with(|b| {
+        let (d, o) = b.get();
+        b.set((d.saturating_sub(1), o));
+    });
+    r
+}
+
+/// Count one operator or call at `i`, failing past [`MAX_OPERATORS`].
+pub(crate) fn count_operator(i: Input<'_>) -> Result<(), nom::Err<PError<'_>>> {
+    let (depth, ops) = BUDGET.with(|b| b.get());
+    if ops >= MAX_OPERATORS {
+        return Err(failure(
+            i,
+            format!("statement too complex (more than {MAX_OPERATORS} operators)"),
+        ));
+    }
+    BUDGET.with(|b| b.set((depth, ops + 1)));
+    Ok(())
+}
+
 /// The span of the token that starts `i`.
 pub(crate) fn span_of(i: &Input<'_>) -> Span {
     Span {

@@ -21,6 +21,7 @@ pub fn statements(i: Input<'_>) -> PResult<'_, Vec<Statement>> {
         if i.fragment().is_empty() {
             return Ok((i, out));
         }
+        super::reset_budget();
         let (rest, stmt) = expect(STATEMENT_EXPECTED, statement)(i)?;
         out.push(stmt);
         i = rest;
