@@ -120,3 +120,21 @@ CREATE RULE r ON q DENY WHEN x > 1; SELECT * FROM events LIMIT 10;";
     assert_eq!(stmts.len(), 8);
     assert!(matches!(stmts[5], Statement::ShowRules));
 }
+
+#[test]
+fn keywords_and_functions_in_any_case_mean_the_same() {
+    let lower = parse("select count(distinct u), start(time) from t where a is not null group by timeseries(time, 5min) having count(distinct u) > 1 limit 3").unwrap();
+    let mixed = parse("SeLeCt COUNT(DISTINCT u), START(time) FROM t WHERE a IS NOT NULL GROUP BY TimeSeries(time, 5MIN) HAVING Count(Distinct u) > 1 LIMIT 3;").unwrap();
+    assert_eq!(lower, mixed);
+    assert_eq!(
+        mixed[0].to_string(),
+        "SELECT count(distinct u), start(time) FROM t WHERE a IS NOT NULL GROUP BY timeseries(time, 5min) HAVING count(distinct u) > 1 LIMIT 3"
+    );
+}
+
+#[test]
+fn comments_and_blank_statements_are_ignored() {
+    let stmts = parse("-- leading\n;; SHOW QUERIES -- trailing\n;\n-- only a comment").unwrap();
+    assert_eq!(stmts, vec![Statement::ShowQueries]);
+    assert!(parse("").unwrap().is_empty());
+}
