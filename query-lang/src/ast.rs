@@ -9,7 +9,7 @@ use std::fmt;
 pub type Millis = i64;
 
 /// Where a node starts in the source: 1-based line and column, and the byte offset.
-#[derive(Debug, Clone, Copy, Default, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, Eq, PartialOrd, Ord)]
 pub struct Span {
     /// 1-based line.
     pub line: u32,
@@ -26,8 +26,13 @@ impl PartialEq for Span {
     }
 }
 
+impl std::hash::Hash for Span {
+    /// Consistent with equality: every span hashes alike.
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
 /// A name (query, rule, alias, field, event type) with where it was written.
-#[derive(Debug, Clone, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Eq, PartialOrd, Ord)]
 pub struct Ident {
     /// The name as written (case kept).
     pub name: String,
@@ -38,6 +43,13 @@ pub struct Ident {
 impl PartialEq for Ident {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
+    }
+}
+
+impl std::hash::Hash for Ident {
+    /// Consistent with equality: only the name counts.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
     }
 }
 

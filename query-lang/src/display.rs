@@ -9,6 +9,7 @@ use std::fmt::{self, Display, Formatter, Write};
 use weir_core::format_duration;
 
 use crate::ast::*;
+use crate::parser::lexical::is_plain_name;
 
 /// Binding strength of an operator; higher binds tighter.
 fn precedence(kind: &ExprKind) -> u8 {
@@ -93,8 +94,13 @@ impl Display for Expr {
                 op: UnaryOp::Neg,
                 expr,
             } => {
-                f.write_str("-")?;
-                child(f, expr, 8)
+                // `-1` would read back as the literal -1, and `--` starts a comment.
+                if matches!(expr.kind, ExprKind::Literal(Literal::Number(_))) {
+                    write!(f, "-({expr})")
+                } else {
+                    f.write_str("-")?;
+                    child(f, expr, 8)
+                }
             }
             ExprKind::Regex { expr, pattern } => {
                 child(f, expr, 5)?;
@@ -125,7 +131,43 @@ impl Display for Expr {
 
 impl Display for FieldRef {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.dotted())
+        for (i, seg) in self.path.iter().enumerate() {
+            if i > 0 {
+                f.write_char('.')?;
+            }
+            write!(f, "{}", Name(seg))?;
+        }
+        Ok(())
+    }
+}
+
+/// A name as it must be written: bare when it can be, else in double quotes (`"user-agent"`,
+/// `"from"`).
+pub struct Name<'a>(pub &'a str);
+
+impl Display for Name<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if is_plain_name(self.0) {
+            f.write_str(self.0)
+        } else {
+            f.write_char('"')?;
+            f.write_str(&self.0.replace('"', "\"\""))?;
+            f.write_char('"')
+        }
+    }
+}
+
+/// A name in a position where a keyword would be read instead (`events` as a source, `create`
+/// at the start of a statement): quoted whenever it is one of `words`.
+struct NameNot<'a>(&'a str, &'a [&'a str]);
+
+impl Display for NameNot<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.1.iter().any(|w| w.eq_ignore_ascii_case(self.0)) {
+            write!(f, "\"{}\"", self.0)
+        } else {
+            write!(f, "{}", Name(self.0))
+        }
     }
 }
 
@@ -200,19 +242,27 @@ impl Display for SelectItem {
             SelectItem::Expr {
                 expr,
                 alias: Some(a),
-            } => write!(f, "{expr} AS {a}"),
+            } => write!(f, "{expr} AS {}", Name(&a.name)),
             SelectItem::Expr { expr, alias: None } => write!(f, "{expr}"),
         }
     }
 }
 
 impl SelectItem {
-    /// The column name of this item in results: its alias, else its printed expression.
-    /// `None` for `*`.
+    /// The column name of this item in results: its alias, else its printed expression (a
+    /// bare field: its dotted path, unquoted). `None` for `*`.
     pub fn column_name(&self) -> Option<String> {
         match self {
             SelectItem::Wildcard(_) => None,
             SelectItem::Expr { alias: Some(a), .. } => Some(a.name.clone()),
+            SelectItem::Expr {
+                expr:
+                    Expr {
+                        kind: ExprKind::Field(f),
+                        ..
+                    },
+                alias: None,
+            } => Some(f.dotted()),
             SelectItem::Expr { expr, alias: None } => Some(expr.to_string()),
         }
     }
@@ -222,11 +272,13 @@ impl Display for Source {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             Source::AllEvents(_) => f.write_str("events"),
-            Source::Named { name, window: None } => write!(f, "{name}"),
-            Source::Named {
-                name,
-                window: Some(w),
-            } => write!(f, "{name}({})", format_duration(*w)),
+            Source::Named { name, window } => {
+                write!(f, "{}", NameNot(&name.name, &["events"]))?;
+                match window {
+                    Some(w) => write!(f, "({})", format_duration(*w)),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -242,7 +294,8 @@ impl Display for GroupItem {
             } => {
                 write!(
                     f,
-                    "timeseries({time_field}, {}",
+                    "timeseries({}, {}",
+                    Name(&time_field.name),
                     format_duration(*granularity)
                 )?;
                 if let Some(w) = window {
@@ -297,6 +350,9 @@ impl Display for Backfill {
     }
 }
 
+/// Words that start a statement: a shorthand query of that name must be quoted.
+const STATEMENT_WORDS: &[&str] = &["create", "drop", "show", "select"];
+
 impl Display for Statement {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
@@ -305,37 +361,43 @@ impl Display for Statement {
                     f,
                     "CREATE {}QUERY {} AS {}{}",
                     if or_replace { "OR REPLACE " } else { "" },
-                    q.name,
+                    Name(&q.name.name),
                     q.select,
                     q.backfill
                 ),
-                QueryForm::Shorthand => write!(f, "{} = {}{}", q.name, q.select, q.backfill),
+                QueryForm::Shorthand => write!(
+                    f,
+                    "{} = {}{}",
+                    NameNot(&q.name.name, STATEMENT_WORDS),
+                    q.select,
+                    q.backfill
+                ),
                 QueryForm::ShorthandAt { at } => {
                     write!(
                         f,
                         "{}@{} = {}{}",
-                        q.written_name,
+                        NameNot(&q.written_name.name, STATEMENT_WORDS),
                         format_duration(at),
                         q.select,
                         q.backfill
                     )
                 }
             },
-            Statement::DropQuery(n) => write!(f, "DROP QUERY {n}"),
+            Statement::DropQuery(n) => write!(f, "DROP QUERY {}", Name(&n.name)),
             Statement::CreateRule(r) => {
                 write!(
                     f,
                     "CREATE {}RULE {} ",
                     if r.or_replace { "OR REPLACE " } else { "" },
-                    r.name
+                    Name(&r.name.name)
                 )?;
                 match &r.source {
-                    RuleSource::On(q) => write!(f, "ON {q}")?,
+                    RuleSource::On(q) => write!(f, "ON {}", Name(&q.name))?,
                     RuleSource::As(s) => write!(f, "AS {s}")?,
                 }
                 write!(f, " DENY WHEN {}{}", r.deny_when, r.backfill)
             }
-            Statement::DropRule(n) => write!(f, "DROP RULE {n}"),
+            Statement::DropRule(n) => write!(f, "DROP RULE {}", Name(&n.name)),
             Statement::ShowQueries => f.write_str("SHOW QUERIES"),
             Statement::ShowRules => f.write_str("SHOW RULES"),
             Statement::Select(s) => write!(f, "{s}"),
