@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod kafka;
+
 use parking_lot::Mutex;
 use weir_core::{Event, EventId};
 use weir_inputs::{BoxFuture, EventSink, SinkError, SourceBatch};
