@@ -10,5 +10,8 @@ cargo fmt --all --check
 echo "==> lints"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "==> brokers"
+source scripts/brokers.sh
+
 echo "==> tests"
 cargo test --workspace --all-targets
