@@ -1,9 +1,23 @@
 //! The running server's shared state, and the one path every event takes:
-//! engine (under its shard locks) → event log (group commit) → answer.
+//! engine (under its shard locks, where the event gets its id) → event log (group commit)
+//! → answer.
+//!
+//! Every event is applied to the engine and given its id (its log sequence number) while the
+//! engine holds the locks of every shard it touches, so the ids of events that share a shard
+//! are in the order they changed it: replaying the log in id order rebuilds the same state.
+//! The records of one request (or one input message) are then appended to the log as one
+//! atomic batch, together with the input positions they cover (Kafka offsets, AMQP message
+//! ids): after a crash either all of them and their positions are there, or none.
+//!
+//! A checkpoint records the highest id it includes. Between an event getting its id and its
+//! record being queued for the log there is a short gap; the `submitting` gate lets a
+//! checkpoint wait out that gap, so the log holds every event a checkpoint includes before the
+//! checkpoint is written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use parking_lot::RwLock;
 use weir_core::{Clock, Event, EventId, ShapeOptions};
 use weir_engine::Engine;
 use weir_rules::{Decision, RuleSet};
@@ -25,6 +39,8 @@ pub struct App {
     pub log: GroupCommit,
     /// The next event id to hand out.
     next_seq: AtomicU64,
+    /// Held (shared) from an event getting its id until its record is queued for the log.
+    submitting: RwLock<()>,
     /// Wall clock.
     pub clock: Arc<dyn Clock>,
     /// Serialises DSL statements so catalogue and engine change together.
@@ -35,7 +51,7 @@ pub struct App {
 pub struct Checked {
     /// The decision, listing every matching rule.
     pub decision: Decision,
-    /// The id the event got (denied events are logged too, flagged).
+    /// The id the event got (denied events are logged too, flagged, and count nowhere).
     pub event_id: EventId,
     /// Resolves once the event is durable.
     pub receipt: Receipt,
@@ -59,6 +75,7 @@ impl App {
             store,
             log,
             next_seq: AtomicU64::new(last_seq + 1),
+            submitting: RwLock::new(()),
             clock,
             statements: tokio::sync::Mutex::new(()),
         }
@@ -77,43 +94,48 @@ impl App {
         self.next_seq.load(Ordering::SeqCst) - 1
     }
 
-    /// Hand out an event id and queue the event for the log. Called by the engine while it
-    /// holds the locks of every shard the event touches, so the log order of events that share
-    /// a shard is the order in which they changed it: replaying the log rebuilds the same state.
-    fn sequence(&self, event: &Event, denied: bool, receipt: &mut Option<Receipt>) -> u64 {
-        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        let record = LogRecord { seq, event: event.clone(), denied };
-        *receipt = Some(self.log.submit(vec![record], Vec::new()));
-        seq
+    fn next_id(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::SeqCst)
     }
 
-    /// Add events unconditionally (the asynchronous add of SPEC section 4). Returns their ids
-    /// and one receipt per event that resolves when it is durable.
-    pub fn add(&self, events: &[Event]) -> (Vec<EventId>, Vec<Receipt>) {
-        let mut ids = Vec::with_capacity(events.len());
-        let mut receipts = Vec::with_capacity(events.len());
-        for event in events {
-            let mut receipt = None;
-            let id = self.engine.apply(event, || self.sequence(event, false, &mut receipt));
-            ids.push(id);
-            receipts.extend(receipt);
-        }
-        (ids, receipts)
+    /// Add events unconditionally (the asynchronous add of SPEC section 4), with the input
+    /// positions they cover. Returns their ids and a receipt that resolves once all of them
+    /// (and the positions) are durable.
+    pub fn add(&self, events: &[Event], positions: Vec<(String, Vec<u8>)>) -> (Vec<EventId>, Receipt) {
+        let _gate = self.submitting.read();
+        let mut records = Vec::with_capacity(events.len());
+        let ids = self.engine.apply_batch(events, |i| {
+            let seq = self.next_id();
+            records.push(LogRecord { seq, event: events[i].clone(), denied: false });
+            seq
+        });
+        let receipt = self.log.submit(records, positions);
+        (ids, receipt)
     }
 
     /// Decide on the state including `event`; add it only if every matching rule allows it.
     pub fn add_and_check(&self, event: &Event) -> Checked {
-        let mut receipt = None;
-        let mut event_id = 0;
-        let decision = self.rules.add_and_check(event, |denied| {
-            event_id = self.sequence(event, denied, &mut receipt);
-            event_id
+        let _gate = self.submitting.read();
+        let mut record = None;
+        let (event_id, decision) = self.rules.add_and_check(event, |denied| {
+            let seq = self.next_id();
+            record = Some(LogRecord { seq, event: event.clone(), denied });
+            seq
         });
-        Checked { decision, event_id, receipt: receipt.expect("the engine sequences every event") }
+        let records = record.into_iter().collect();
+        Checked { decision, event_id, receipt: self.log.submit(records, Vec::new()) }
     }
 
     /// Decide from the current state without adding the event.
     pub fn check(&self, event: &Event) -> Decision {
         self.rules.check(event)
+    }
+
+    /// Wait until every event that already has an id is queued for the log, then until the
+    /// log has made all of them durable.
+    pub fn flush_blocking(&self) -> anyhow::Result<()> {
+        drop(self.submitting.write());
+        self.log.submit(Vec::new(), Vec::new()).wait_blocking()?;
+        Ok(())
     }
 }
