@@ -206,6 +206,9 @@ impl KeyState {
 
     /// Merge the non-invertible states of buckets `a..b` into `out` (fresh states).
     pub fn merge_others(&self, a: usize, b: usize, out: &mut [Other]) {
+        if out.is_empty() {
+            return;
+        }
         for i in a..b {
             for (o, s) in out.iter_mut().zip(self.others[i].iter()) {
                 o.merge(s);

@@ -148,11 +148,10 @@ fn check_row(row: &Row, expected: &[(&str, Value)]) {
     }
 }
 
-fn expected_rows(
-    kept: &[Ev],
-    keep_from: i64,
-    windows: &[(i64, i64)],
-) -> Vec<(i64, i64, String, Vec<(&'static str, Value)>)> {
+/// (window start, window end, key, expected values).
+type Expected = (i64, i64, String, Vec<(&'static str, Value)>);
+
+fn expected_rows(kept: &[Ev], keep_from: i64, windows: &[(i64, i64)]) -> Vec<Expected> {
     let mut out = Vec::new();
     for &(lo, hi) in windows {
         for key in 0..4u8 {
