@@ -89,7 +89,9 @@ fn ingest(c: &mut Criterion) {
     group.warm_up_time(Duration::from_millis(500));
     for keys in [1_000u64, 100_000, 1_000_000] {
         let engine = Engine::new(EngineConfig::default());
-        engine.create_query("q", &count_sum(10_000, 3_600_000)).unwrap();
+        engine
+            .create_query("q", &count_sum(10_000, 3_600_000))
+            .unwrap();
         for k in 0..keys {
             engine.apply(&ev(k, T0), || 0);
         }
@@ -190,7 +192,9 @@ fn reads(c: &mut Criterion) {
 
 fn memory(_: &mut Criterion) {
     let engine = Engine::new(EngineConfig::default());
-    engine.create_query("q", &count_sum(10_000, 3_600_000)).unwrap();
+    engine
+        .create_query("q", &count_sum(10_000, 3_600_000))
+        .unwrap();
     let keys = 100_000u64;
     for b in 0..20 {
         for k in 0..keys {
