@@ -1,1 +1,317 @@
-//! weir-engine (being built).
+//! # weir-engine
+//!
+//! Keeps the results of continuous queries up to date event by event (SPEC sections 3–4)
+//! and exposes the locked, atomic per-event context the rules crate decides in. No I/O:
+//! the server persists [`EngineCheckpoint`]s and the event log, and calls in here.
+//!
+//! # Layout
+//! - [`plan`]: a select compiled once into a [`plan::Plan`] (predicate, key paths, kernels).
+//! - [`expr`]: compiled per-event and per-row expressions and their evaluation.
+//! - [`agg`]: aggregate kernels, HyperLogLog and the quantile sketch.
+//! - [`window`]: one key's buckets, stored together as prefix sums.
+//! - [`shard`]: a (query, shard) state: key table, watermark, lateness, eviction.
+//! - [`locked`]: the per-event context holding every touched shard lock.
+//! - [`read`]: results: window rows, series rows, HOP rows, views over queries.
+//! - [`checkpoint`]: serialising and restoring all state.
+//! - [`hash`]: the stable key hash.
+//!
+//! # Design
+//! Each query has `shards` mutex-guarded shards; a key lives in the shard given by a stable
+//! hash, so concurrent events on different keys rarely contend and there is no global
+//! lock on the hot path (only a read lock on the query catalogue). A key's retained
+//! buckets sit in one contiguous buffer as prefix sums, so one event is one hash lookup
+//! plus an update of the last entry, and any window is two binary searches and a
+//! subtraction — O(log(w/g)) whatever its length. Non-invertible aggregates keep one state
+//! per bucket and merge the window's buckets when read (see the README of known limits in
+//! docs/architecture.md).
+//!
+//! Sequencing: [`Engine::apply`] calls its `seq` closure exactly once while it holds the
+//! locks of every shard the event touches (taken in the global order (query id, shard)).
+//! The closure assigns the event id and enqueues the event to the log, so the log order
+//! equals, per shard, the order state was mutated in. The watermark, lateness and eviction
+//! are kept per (query, shard), so they depend only on that order: replaying the log after
+//! restoring a checkpoint reproduces exactly the state of a run that never stopped.
+
+pub mod agg;
+pub mod checkpoint;
+pub mod error;
+pub mod expr;
+pub mod hash;
+pub mod locked;
+pub mod plan;
+pub mod read;
+pub mod shard;
+pub mod window;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use weir_core::Event;
+use weir_query_lang::ast::{Expr, Select};
+
+pub use checkpoint::EngineCheckpoint;
+pub use error::{EngineError, Result};
+pub use locked::{Condition, Evaluation, Locked};
+pub use plan::{Plan, TimeShape};
+pub use read::{ReadRequest, Row};
+
+use plan::{Retention, SourceKind};
+use shard::Shard;
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// Shards per query (fixed for the life of the data; stored in checkpoints).
+    pub shards: usize,
+    /// Grace kept after a sliding window, ms.
+    pub default_grace_ms: i64,
+    /// Retention of a tumbling series, ms.
+    pub default_retention_ms: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            shards: 64,
+            default_grace_ms: 600_000,
+            default_retention_ms: 172_800_000,
+        }
+    }
+}
+
+/// What [`Engine::apply`] did with an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Queries that counted it.
+    pub applied: u32,
+    /// Queries that dropped it as late.
+    pub late: u32,
+}
+
+/// One continuous query at run time.
+#[derive(Debug)]
+pub struct QueryRt {
+    /// Unique, increasing id (the lock order).
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Owned by a rule (hidden from listings).
+    pub owned: bool,
+    /// Compiled plan.
+    pub plan: Plan,
+    /// Shards.
+    pub shards: Box<[Mutex<Shard>]>,
+}
+
+impl QueryRt {
+    /// Largest watermark over the shards.
+    pub fn watermark(&self) -> Option<i64> {
+        self.shards.iter().filter_map(|s| s.lock().watermark).max()
+    }
+
+    /// Whether this query reads another query rather than events.
+    pub fn is_view(&self) -> bool {
+        matches!(self.plan.source, SourceKind::Query { .. })
+    }
+}
+
+/// Per-query counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryMetrics {
+    /// Query name.
+    pub name: String,
+    /// Events counted.
+    pub events: u64,
+    /// Events dropped as late.
+    pub late_dropped: u64,
+    /// Group keys held.
+    pub keys: u64,
+}
+
+/// The engine: every query's state.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    catalog: RwLock<Vec<Arc<QueryRt>>>,
+    next_id: AtomicU64,
+    events_applied: AtomicU64,
+}
+
+impl Engine {
+    /// An engine with no queries.
+    pub fn new(cfg: EngineConfig) -> Self {
+        Self {
+            cfg: EngineConfig {
+                shards: cfg.shards.max(1),
+                ..cfg
+            },
+            catalog: RwLock::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            events_applied: AtomicU64::new(0),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> EngineConfig {
+        self.cfg
+    }
+
+    fn retention(&self) -> Retention {
+        Retention {
+            grace_ms: self.cfg.default_grace_ms,
+            series_ms: self.cfg.default_retention_ms,
+        }
+    }
+
+    /// Create (or replace, with fresh state) a query.
+    pub fn create_query(&self, name: &str, select: &Select) -> Result<()> {
+        self.create_query_ext(name, select, &[], false)
+    }
+
+    /// Create or replace a query whose state is also read by `extra` conditions (a rule's
+    /// DENY WHEN), marked `owned` when a rule owns it.
+    pub fn create_query_ext(
+        &self,
+        name: &str,
+        select: &Select,
+        extra: &[&Expr],
+        owned: bool,
+    ) -> Result<()> {
+        let mut cat = self.catalog.write();
+        let plan = Plan::compile(select, extra, self.retention(), &|n| {
+            n != name && cat.iter().any(|q| q.name == n)
+        })?;
+        let q = QueryRt {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            name: name.to_string(),
+            owned,
+            plan,
+            shards: (0..self.cfg.shards).map(|_| Mutex::default()).collect(),
+        };
+        cat.retain(|q| q.name != name);
+        cat.push(Arc::new(q));
+        Ok(())
+    }
+
+    /// Drop a query.
+    pub fn drop_query(&self, name: &str) -> Result<()> {
+        let mut cat = self.catalog.write();
+        let n = cat.len();
+        cat.retain(|q| q.name != name);
+        if cat.len() == n {
+            return Err(EngineError::UnknownQuery(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Names of the queries not owned by rules, in creation order.
+    pub fn query_names(&self) -> Vec<String> {
+        let cat = self.catalog.read();
+        cat.iter()
+            .filter(|q| !q.owned)
+            .map(|q| q.name.clone())
+            .collect()
+    }
+
+    /// A query by name.
+    pub fn query(&self, name: &str) -> Option<Arc<QueryRt>> {
+        self.catalog.read().iter().find(|q| q.name == name).cloned()
+    }
+
+    /// Compile a condition (HAVING-like, over the query's columns) for a query.
+    pub fn condition(&self, query: &str, e: &Expr) -> Result<Condition> {
+        let q = self
+            .query(query)
+            .ok_or_else(|| EngineError::UnknownQuery(query.to_string()))?;
+        Condition::compile(&q, e)
+    }
+
+    /// Run `f` with every shard the event touches locked (see [`Locked`]).
+    pub fn locked<R>(&self, ev: &Event, f: impl FnOnce(&mut Locked<'_>) -> R) -> R {
+        let cat = self.catalog.read();
+        let mut lk = Locked::new(ev, &cat, self.cfg.shards);
+        let r = f(&mut lk);
+        let applied = lk.applied_events();
+        drop(lk);
+        if applied {
+            self.events_applied.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Add an event to every query it matches. `seq` is called exactly once, while the
+    /// locks of every touched shard are held, and returns the event id (the server logs
+    /// the event in it). Replay calls this with the stored id.
+    pub fn apply(&self, ev: &Event, seq: impl FnOnce() -> u64) -> (u64, ApplyOutcome) {
+        self.locked(ev, |lk| {
+            let out = lk.apply();
+            (seq(), out)
+        })
+    }
+
+    /// Apply many events, each as [`Engine::apply`]; `seq(i)` is called for event i.
+    pub fn apply_batch(&self, events: &[Event], mut seq: impl FnMut(usize) -> u64) -> Vec<u64> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, ev)| self.apply(ev, || seq(i)).0)
+            .collect()
+    }
+
+    /// Result rows of a query (SPEC sections 3 and 13).
+    pub fn result(&self, name: &str, req: &ReadRequest) -> Result<Vec<Row>> {
+        let q = self
+            .query(name)
+            .ok_or_else(|| EngineError::UnknownQuery(name.to_string()))?;
+        read::read(self, &q, req)
+    }
+
+    /// Events applied to at least one query.
+    pub fn events_applied(&self) -> u64 {
+        self.events_applied.load(Ordering::Relaxed)
+    }
+
+    /// Counters per query.
+    pub fn metrics(&self) -> Vec<QueryMetrics> {
+        let cat = self.catalog.read();
+        cat.iter()
+            .map(|q| {
+                let mut m = QueryMetrics {
+                    name: q.name.clone(),
+                    events: 0,
+                    late_dropped: 0,
+                    keys: 0,
+                };
+                for s in q.shards.iter() {
+                    let s = s.lock();
+                    m.events += s.events;
+                    m.late_dropped += s.late_dropped;
+                    m.keys += s.table.len() as u64;
+                }
+                m
+            })
+            .collect()
+    }
+
+    /// Approximate heap bytes of a query's state and its number of non-empty key-buckets.
+    pub fn memory(&self, name: &str) -> Option<(usize, usize)> {
+        let q = self.query(name)?;
+        let mut total = (0, 0);
+        for s in q.shards.iter() {
+            let (b, n) = s.lock().memory(&q.plan);
+            total.0 += b;
+            total.1 += n;
+        }
+        Some(total)
+    }
+
+    pub(crate) fn catalog(&self) -> parking_lot::RwLockReadGuard<'_, Vec<Arc<QueryRt>>> {
+        self.catalog.read()
+    }
+
+    pub(crate) fn set_events_applied(&self, n: u64) {
+        self.events_applied.store(n, Ordering::Relaxed);
+    }
+}

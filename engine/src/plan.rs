@@ -1,0 +1,372 @@
+//! Compiling a select into a plan, once, when the query is created.
+//!
+//! The plan holds everything the per-event path needs already resolved: the source test,
+//! the WHERE predicate, the group-key field paths, the time shape and the aggregate kernels
+//! with their slots. Result columns, HAVING and rule conditions are compiled to
+//! [`RowExpr`]s over the finalised aggregate values.
+
+use weir_query_lang::ast::{
+    AggFunc, Aggregate, Expr, ExprKind, GroupItem, Select, SelectItem, Source,
+};
+
+use crate::agg::{AggKind, AggSpec, Other};
+use crate::error::{EngineError, Result};
+use crate::expr::{EventExpr, Lit, RowExpr, Test};
+use crate::window::HEAD_WORDS;
+
+/// How events are bucketed in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeShape {
+    /// No timeseries: one bucket since the query was created.
+    Unbounded,
+    /// `timeseries(time, g)`.
+    Tumbling {
+        /// Bucket width.
+        g: i64,
+    },
+    /// `timeseries(time, g, w)`.
+    Sliding {
+        /// Bucket width.
+        g: i64,
+        /// Window width (a multiple of g).
+        w: i64,
+    },
+}
+
+impl TimeShape {
+    /// Start of the bucket holding `ts`.
+    #[inline]
+    pub fn bucket(self, ts: i64) -> i64 {
+        match self {
+            TimeShape::Unbounded => 0,
+            TimeShape::Tumbling { g } | TimeShape::Sliding { g, .. } => ts.div_euclid(g) * g,
+        }
+    }
+
+    /// Bucket width (None when unbounded).
+    pub fn granularity(self) -> Option<i64> {
+        match self {
+            TimeShape::Unbounded => None,
+            TimeShape::Tumbling { g } | TimeShape::Sliding { g, .. } => Some(g),
+        }
+    }
+
+    /// The window (bounds) a decision or `at` read uses for reference time `ts`:
+    /// the sliding window ending with the bucket of `ts`, or that bucket itself.
+    pub fn window_at(self, ts: i64) -> (i64, i64) {
+        match self {
+            TimeShape::Unbounded => (i64::MIN, i64::MAX),
+            TimeShape::Tumbling { g } => (self.bucket(ts), self.bucket(ts) + g),
+            TimeShape::Sliding { g, w } => (self.bucket(ts) + g - w, self.bucket(ts) + g),
+        }
+    }
+}
+
+/// What a query reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// Every event type.
+    All,
+    /// One event type.
+    Type(String),
+    /// The rows of another query (`q(30min)`), evaluated when read.
+    Query {
+        /// Upstream query.
+        name: String,
+        /// How far back from its watermark (None: all retained).
+        window: Option<i64>,
+    },
+}
+
+/// A compiled query.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The select it came from.
+    pub select: Select,
+    /// Source.
+    pub source: SourceKind,
+    /// WHERE.
+    pub filter: Option<EventExpr>,
+    /// GROUP BY field paths.
+    pub group: Vec<String>,
+    /// Time bucketing.
+    pub time: TimeShape,
+    /// Retention span from the watermark (0 when unbounded).
+    pub retention: i64,
+    /// Aggregates.
+    pub aggs: Vec<AggSpec>,
+    /// Words per bucket entry: start, event count, numeric components.
+    pub stride: usize,
+    /// Fresh non-invertible states of one bucket.
+    pub template: Vec<Other>,
+    /// Result columns (name, expression), in select order.
+    pub columns: Vec<(String, RowExpr)>,
+    /// Whether the select had `*`.
+    pub wildcard: bool,
+    /// HAVING.
+    pub having: Option<RowExpr>,
+    /// LIMIT.
+    pub limit: Option<u64>,
+    agg_ast: Vec<(AggKind, Option<Expr>)>,
+}
+
+/// Retention settings a plan is compiled with.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Grace after a sliding window.
+    pub grace_ms: i64,
+    /// Retention of a tumbling series.
+    pub series_ms: i64,
+}
+
+fn kind_of(f: AggFunc) -> AggKind {
+    match f {
+        AggFunc::Count => AggKind::Count,
+        AggFunc::CountDistinct => AggKind::Distinct,
+        AggFunc::ApproxCountDistinct => AggKind::ApproxDistinct,
+        AggFunc::Sum => AggKind::Sum,
+        AggFunc::Avg => AggKind::Avg,
+        AggFunc::Min => AggKind::Min,
+        AggFunc::Max => AggKind::Max,
+        AggFunc::First => AggKind::First,
+        AggFunc::Last => AggKind::Last,
+        AggFunc::Percentile(q) => AggKind::Percentile(q),
+    }
+}
+
+fn unsupported(what: &str) -> EngineError {
+    EngineError::Unsupported(what.to_string())
+}
+
+/// Compile an expression evaluated per event.
+pub fn event_expr(e: &Expr) -> Result<EventExpr> {
+    Ok(match &e.kind {
+        ExprKind::Field(f) => EventExpr::Field(f.dotted()),
+        ExprKind::Literal(l) => EventExpr::Lit(Lit::from_ast(l)),
+        ExprKind::Binary { op, left, right } => EventExpr::Bin(
+            *op,
+            Box::new(event_expr(left)?),
+            Box::new(event_expr(right)?),
+        ),
+        ExprKind::Unary { op, expr } => EventExpr::Un(*op, Box::new(event_expr(expr)?)),
+        ExprKind::Regex { expr, pattern } => {
+            EventExpr::Test(Box::new(event_expr(expr)?), Test::Regex(regex(pattern)?))
+        }
+        ExprKind::In {
+            expr,
+            list,
+            negated,
+        } => EventExpr::Test(Box::new(event_expr(expr)?), Test::In(lits(list)?, *negated)),
+        ExprKind::IsNull { expr, negated } => {
+            EventExpr::Test(Box::new(event_expr(expr)?), Test::IsNull(*negated))
+        }
+        ExprKind::Aggregate(_) => {
+            return Err(unsupported("an aggregate inside a per-event expression"))
+        }
+        ExprKind::Start | ExprKind::End => {
+            return Err(unsupported(
+                "start(time)/end(time) inside a per-event expression",
+            ))
+        }
+    })
+}
+
+fn regex(p: &str) -> Result<regex::Regex> {
+    regex::Regex::new(p).map_err(|e| EngineError::Invalid(format!("bad regex {p:?}: {e}")))
+}
+
+fn lits(list: &[Expr]) -> Result<Vec<Lit>> {
+    list.iter()
+        .map(|e| match &e.kind {
+            ExprKind::Literal(l) => Ok(Lit::from_ast(l)),
+            _ => Err(unsupported("IN lists hold literals only")),
+        })
+        .collect()
+}
+
+impl Plan {
+    /// Compile a select. `extra` are further row expressions (a rule's DENY WHEN) whose
+    /// aggregates get slots too. `is_query` tells whether a name is an existing query.
+    pub fn compile(
+        select: &Select,
+        extra: &[&Expr],
+        ret: Retention,
+        is_query: &dyn Fn(&str) -> bool,
+    ) -> Result<Plan> {
+        let source = match &select.from {
+            Source::AllEvents(_) => SourceKind::All,
+            Source::Named { name, window } if is_query(&name.name) => SourceKind::Query {
+                name: name.name.clone(),
+                window: *window,
+            },
+            Source::Named {
+                window: Some(_),
+                name,
+            } => return Err(EngineError::UnknownQuery(name.name.clone())),
+            Source::Named { name, .. } => SourceKind::Type(name.name.clone()),
+        };
+        let filter = select.where_clause.as_ref().map(event_expr).transpose()?;
+        let mut group = Vec::new();
+        let mut time = TimeShape::Unbounded;
+        for g in &select.group_by {
+            match g {
+                GroupItem::Field(f) => group.push(f.dotted()),
+                GroupItem::Timeseries {
+                    granularity,
+                    window,
+                    ..
+                } => {
+                    let g = *granularity;
+                    if g <= 0 {
+                        return Err(EngineError::Invalid("granularity must be positive".into()));
+                    }
+                    time = match window {
+                        None => TimeShape::Tumbling { g },
+                        Some(w) if *w >= g && w % g == 0 => TimeShape::Sliding { g, w: *w },
+                        Some(w) => {
+                            return Err(EngineError::Invalid(format!(
+                                "window {w} ms is not a whole multiple of the granularity {g} ms"
+                            )))
+                        }
+                    };
+                }
+            }
+        }
+        let retention = match time {
+            TimeShape::Unbounded => 0,
+            TimeShape::Tumbling { .. } => ret.series_ms,
+            TimeShape::Sliding { w, .. } => w + ret.grace_ms,
+        };
+        let mut plan = Plan {
+            select: select.clone(),
+            source,
+            filter,
+            group,
+            time,
+            retention,
+            aggs: Vec::new(),
+            stride: HEAD_WORDS,
+            template: Vec::new(),
+            columns: Vec::new(),
+            wildcard: false,
+            having: None,
+            limit: select.limit,
+            agg_ast: Vec::new(),
+        };
+        for item in &select.items {
+            match item {
+                SelectItem::Wildcard(_) => {
+                    if !matches!(plan.source, SourceKind::Query { .. }) {
+                        return Err(unsupported("SELECT * over events (name the fields)"));
+                    }
+                    plan.wildcard = true;
+                }
+                SelectItem::Expr { expr, .. } => {
+                    let name = item.column_name().unwrap_or_else(|| expr.to_string());
+                    let e = plan.row_expr(expr, true, false)?;
+                    plan.columns.push((name, e));
+                }
+            }
+        }
+        if let Some(h) = &select.having {
+            plan.having = Some(plan.row_expr(h, true, true)?);
+        }
+        for e in extra {
+            plan.row_expr(e, true, true)?;
+        }
+        Ok(plan)
+    }
+
+    /// Compile a condition over this plan's rows (no new aggregates may be needed).
+    pub fn condition(&self, e: &Expr) -> Result<RowExpr> {
+        let mut p = self.clone();
+        let r = p.row_expr(e, false, true)?;
+        Ok(r)
+    }
+
+    /// Whether the event is of this query's source and passes WHERE.
+    #[inline]
+    pub fn accepts(&self, ev: &weir_core::Event) -> bool {
+        match &self.source {
+            SourceKind::All => {}
+            SourceKind::Type(t) if *t == ev.kind => {}
+            _ => return false,
+        }
+        self.filter.as_ref().is_none_or(|f| f.eval(ev).truthy())
+    }
+
+    fn slot(&mut self, kind: AggKind, arg: Option<&Expr>, add: bool) -> Result<usize> {
+        let key = (kind, arg.cloned());
+        if let Some(i) = self.agg_ast.iter().position(|k| *k == key) {
+            return Ok(i);
+        }
+        if !add {
+            return Err(EngineError::Invalid(format!(
+                "the condition needs an aggregate the query does not compute ({})",
+                arg.map(|a| a.to_string()).unwrap_or_else(|| "*".into())
+            )));
+        }
+        let spec = AggSpec {
+            kind,
+            arg: arg.map(event_expr).transpose()?,
+            comp: self.stride - 1,
+            other: self.template.len(),
+        };
+        self.stride += kind.comps();
+        if let Some(o) = kind.new_other() {
+            self.template.push(o);
+        }
+        self.aggs.push(spec);
+        self.agg_ast.push(key);
+        Ok(self.aggs.len() - 1)
+    }
+
+    fn row_expr(&mut self, e: &Expr, add: bool, cols: bool) -> Result<RowExpr> {
+        Ok(match &e.kind {
+            ExprKind::Aggregate(Aggregate { func, arg }) => {
+                RowExpr::Agg(self.slot(kind_of(*func), arg.as_deref(), add)?)
+            }
+            ExprKind::Field(f) => {
+                let dotted = f.dotted();
+                if cols {
+                    if let Some(i) = self.columns.iter().position(|(n, _)| *n == dotted) {
+                        return Ok(RowExpr::Col(i));
+                    }
+                }
+                if let Some(i) = self.group.iter().position(|g| *g == dotted) {
+                    RowExpr::Key(i)
+                } else {
+                    // A bare non-grouped field: its last value in the bucket.
+                    RowExpr::Agg(self.slot(AggKind::Last, Some(e), add)?)
+                }
+            }
+            ExprKind::Literal(l) => RowExpr::Lit(Lit::from_ast(l)),
+            ExprKind::Start => RowExpr::Start,
+            ExprKind::End => RowExpr::End,
+            ExprKind::Binary { op, left, right } => RowExpr::Bin(
+                *op,
+                Box::new(self.row_expr(left, add, cols)?),
+                Box::new(self.row_expr(right, add, cols)?),
+            ),
+            ExprKind::Unary { op, expr } => {
+                RowExpr::Un(*op, Box::new(self.row_expr(expr, add, cols)?))
+            }
+            ExprKind::Regex { expr, pattern } => RowExpr::Test(
+                Box::new(self.row_expr(expr, add, cols)?),
+                Test::Regex(regex(pattern)?),
+            ),
+            ExprKind::In {
+                expr,
+                list,
+                negated,
+            } => RowExpr::Test(
+                Box::new(self.row_expr(expr, add, cols)?),
+                Test::In(lits(list)?, *negated),
+            ),
+            ExprKind::IsNull { expr, negated } => RowExpr::Test(
+                Box::new(self.row_expr(expr, add, cols)?),
+                Test::IsNull(*negated),
+            ),
+        })
+    }
+}

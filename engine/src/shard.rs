@@ -1,0 +1,222 @@
+//! One shard of one query: its keys, watermark and counters.
+//!
+//! A query's keys are spread over a fixed number of shards by a stable hash of the group
+//! key; each shard sits behind its own mutex, so events of different keys rarely wait for
+//! each other. The watermark, lateness and eviction are decided **per (query, shard)**:
+//! they depend only on the order of the events within that shard, which the engine's
+//! lock discipline makes equal to the event-log order (the log id is assigned while the
+//! shard locks are held). Replaying the log therefore reproduces the state exactly, even
+//! when the live run was concurrent.
+
+use hashbrown::HashTable;
+use serde_json::Value;
+use weir_core::Event;
+
+use crate::agg::Other;
+use crate::expr::Val;
+use crate::hash::StableHasher;
+use crate::plan::{Plan, TimeShape};
+use crate::window::KeyState;
+
+/// Events between two full sweeps of a shard for expired keys.
+const SWEEP_EVERY: u64 = 16_384;
+
+/// What happened to an event in one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingest {
+    /// Counted.
+    Applied,
+    /// Older than the retention of this shard's watermark: dropped and counted.
+    Late,
+}
+
+/// The state of one shard.
+#[derive(Debug, Default)]
+pub struct Shard {
+    /// Keys.
+    pub table: HashTable<KeyState>,
+    /// Largest event time accepted in this shard.
+    pub watermark: Option<i64>,
+    /// Events dropped as late.
+    pub late_dropped: u64,
+    /// Events applied.
+    pub events: u64,
+    /// Events since the last sweep.
+    pub since_sweep: u64,
+    scratch: Vec<f64>,
+}
+
+/// Merged state of a run of buckets: event count and components, and non-invertible states.
+#[derive(Debug, Clone)]
+pub struct Acc {
+    /// `[event count, components…]`.
+    pub comps: Vec<f64>,
+    /// Non-invertible states.
+    pub others: Vec<Other>,
+}
+
+impl Acc {
+    /// Fold one more event in (used for the would-be value of add_and_check).
+    pub fn fold(&mut self, plan: &Plan, ev: &Event) {
+        self.comps[0] += 1.0;
+        for a in &plan.aggs {
+            a.fold_comps(ev, &mut self.comps);
+            a.fold_other(ev, &mut self.others);
+        }
+    }
+
+    /// Finalised aggregate values, by slot.
+    pub fn finish(&self, plan: &Plan) -> Vec<Value> {
+        plan.aggs
+            .iter()
+            .map(|a| a.finish(&self.comps, &self.others))
+            .collect()
+    }
+}
+
+/// The group-key hash of an event (no allocation).
+#[inline]
+pub fn key_hash(plan: &Plan, ev: &Event) -> u64 {
+    let mut h = StableHasher::default();
+    for g in &plan.group {
+        h.val(ev.field(g).map(Val::of).unwrap_or(Val::Null));
+    }
+    h.finish()
+}
+
+/// Whether a stored key equals the event's key.
+#[inline]
+fn key_eq(plan: &Plan, ks: &KeyState, ev: &Event) -> bool {
+    ks.parts
+        .iter()
+        .zip(&plan.group)
+        .all(|(p, g)| Val::of(p) == ev.field(g).map(Val::of).unwrap_or(Val::Null))
+}
+
+/// The shard a key hash belongs to.
+#[inline]
+pub fn shard_of(hash: u64, shards: usize) -> usize {
+    ((hash as u128 * shards as u128) >> 64) as usize
+}
+
+/// First bucket start retained under watermark `wm`.
+pub fn keep_from(plan: &Plan, wm: Option<i64>) -> i64 {
+    match (plan.time, wm) {
+        (TimeShape::Unbounded, _) | (_, None) => i64::MIN,
+        (t, Some(w)) => t.bucket(w) + t.granularity().unwrap_or(0) - plan.retention,
+    }
+}
+
+impl Shard {
+    /// Whether an event at `ts` would be dropped as late.
+    pub fn is_late(&self, plan: &Plan, ts: i64) -> bool {
+        plan.time.bucket(ts) < keep_from(plan, self.watermark)
+    }
+
+    /// Add an event of key `hash` (the plan has accepted it).
+    #[inline]
+    pub fn ingest(&mut self, plan: &Plan, ev: &Event, hash: u64) -> Ingest {
+        if self.is_late(plan, ev.ts) {
+            self.late_dropped += 1;
+            return Ingest::Late;
+        }
+        self.watermark = Some(self.watermark.map_or(ev.ts, |w| w.max(ev.ts)));
+        let keep = keep_from(plan, self.watermark);
+        let stride = plan.stride;
+        let ks = match self.table.find_mut(hash, |k| key_eq(plan, k, ev)) {
+            Some(k) => k,
+            None => {
+                let parts: Box<[Value]> = plan
+                    .group
+                    .iter()
+                    .map(|g| ev.field(g).cloned().unwrap_or(Value::Null))
+                    .collect();
+                self.table
+                    .insert_unique(hash, KeyState::new(parts, hash, stride), |k| k.hash)
+                    .into_mut()
+            }
+        };
+        if keep != i64::MIN {
+            ks.evict_before(keep, stride);
+        }
+        let i = ks.entry(plan.time.bucket(ev.ts), stride, &plan.template);
+        self.scratch.clear();
+        self.scratch.resize(stride - 1, 0.0);
+        self.scratch[0] = 1.0;
+        for a in &plan.aggs {
+            a.fold_comps(ev, &mut self.scratch);
+        }
+        ks.add(i, &self.scratch, stride);
+        if !plan.template.is_empty() {
+            let others = ks.others_mut(i);
+            for a in &plan.aggs {
+                a.fold_other(ev, others);
+            }
+        }
+        self.events += 1;
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY {
+            self.sweep(plan);
+        }
+        Ingest::Applied
+    }
+
+    /// Drop expired buckets of every key, and keys left empty.
+    pub fn sweep(&mut self, plan: &Plan) {
+        self.since_sweep = 0;
+        let keep = keep_from(plan, self.watermark);
+        if keep == i64::MIN {
+            return;
+        }
+        let stride = plan.stride;
+        self.table.retain(|k| {
+            k.evict_before(keep, stride);
+            !k.is_empty(stride)
+        });
+    }
+
+    /// Find the key of an event.
+    pub fn find(&self, plan: &Plan, ev: &Event, hash: u64) -> Option<&KeyState> {
+        self.table.find(hash, |k| key_eq(plan, k, ev))
+    }
+
+    /// Merge a key's buckets with starts in `[lo, hi)` (and retained). None if no events.
+    pub fn acc(&self, plan: &Plan, ks: &KeyState, lo: i64, hi: i64) -> Option<Acc> {
+        let stride = plan.stride;
+        let lo = lo.max(keep_from(plan, self.watermark));
+        let a = ks.lower_bound(lo, stride);
+        let b = ks.lower_bound(hi, stride);
+        if b <= a {
+            return None;
+        }
+        let mut acc = Acc {
+            comps: vec![0.0; stride - 1],
+            others: plan.template.clone(),
+        };
+        ks.sum_range(a, b, stride, &mut acc.comps);
+        if acc.comps[0] <= 0.0 {
+            return None;
+        }
+        ks.merge_others(a, b, &mut acc.others);
+        Some(acc)
+    }
+
+    /// An empty accumulator for a key not seen yet.
+    pub fn empty_acc(plan: &Plan) -> Acc {
+        Acc {
+            comps: vec![0.0; plan.stride - 1],
+            others: plan.template.clone(),
+        }
+    }
+
+    /// Heap bytes and number of non-empty key-buckets.
+    pub fn memory(&self, plan: &Plan) -> (usize, usize) {
+        let mut bytes = self.table.capacity() * (std::mem::size_of::<KeyState>() + 1);
+        let mut buckets = 0;
+        for k in self.table.iter() {
+            bytes += k.heap_bytes();
+            buckets += k.len(plan.stride);
+        }
+        (bytes, buckets)
+    }
+}

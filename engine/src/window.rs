@@ -1,0 +1,262 @@
+//! One group key's buckets, stored together.
+//!
+//! All of a key's non-empty buckets live in one `Vec<f64>`, sorted by bucket start, one
+//! entry of `stride` words each: `[bucket start, event count, numeric components…]`. The
+//! numeric components are stored as **prefix sums** over the key's retained buckets, so the
+//! value of any run of buckets (a sliding window at any reference time) is the difference
+//! of two entries found by binary search: O(log(w/g)) whatever the window length.
+//!
+//! Entry 0 (at `head`) is a sentinel holding the prefix before the first retained bucket.
+//! Expiring the oldest bucket just moves `head` forward: the expired entry becomes the new
+//! sentinel. When more than half the buffer is expired entries it is compacted and the
+//! prefixes rebased to zero (amortised O(1), and it keeps the magnitudes small).
+//!
+//! An in-order event updates the last entry only (O(1)); a late event that lands in an older
+//! bucket adds its delta to that bucket and every later one (O(buckets after it)).
+//!
+//! Non-invertible aggregates keep one [`Other`] state per bucket in `others`, in the same
+//! order; a window merges the states of its buckets.
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+
+use crate::agg::Other;
+
+/// Words per entry before the numeric components: start and event count.
+pub const HEAD_WORDS: usize = 2;
+
+/// The state of one group key in one query.
+#[derive(Debug, Clone)]
+pub struct KeyState {
+    /// The group-key parts (GROUP BY fields in order; missing = null).
+    pub parts: Box<[Value]>,
+    /// Hash of the parts.
+    pub hash: u64,
+    buf: Vec<f64>,
+    head: usize,
+    others: VecDeque<Box<[Other]>>,
+}
+
+impl KeyState {
+    /// A key with no buckets.
+    pub fn new(parts: Box<[Value]>, hash: u64, stride: usize) -> Self {
+        Self {
+            parts,
+            hash,
+            buf: vec![0.0; stride],
+            head: 0,
+            others: VecDeque::new(),
+        }
+    }
+
+    /// Rebuild from checkpointed parts (see [`KeyState::raw`]).
+    pub fn from_raw(
+        parts: Box<[Value]>,
+        hash: u64,
+        buf: Vec<f64>,
+        head: usize,
+        others: Vec<Vec<Other>>,
+    ) -> Self {
+        Self {
+            parts,
+            hash,
+            buf,
+            head,
+            others: others.into_iter().map(Vec::into_boxed_slice).collect(),
+        }
+    }
+
+    /// The raw buffer, the sentinel's index and the per-bucket states (for checkpoints:
+    /// kept exactly as held, so a restored key evolves bit for bit like the original).
+    pub fn raw(&self) -> (Vec<f64>, usize, Vec<Vec<Other>>) {
+        (
+            self.buf.clone(),
+            self.head,
+            self.others.iter().map(|o| o.to_vec()).collect(),
+        )
+    }
+
+    /// Number of retained non-empty buckets.
+    #[inline]
+    pub fn len(&self, stride: usize) -> usize {
+        self.buf.len() / stride - self.head - 1
+    }
+
+    /// Whether the key has no buckets.
+    pub fn is_empty(&self, stride: usize) -> bool {
+        self.len(stride) == 0
+    }
+
+    #[inline]
+    fn off(&self, i: usize, stride: usize) -> usize {
+        (self.head + 1 + i) * stride
+    }
+
+    /// Start of bucket i.
+    #[inline]
+    pub fn start(&self, i: usize, stride: usize) -> i64 {
+        self.buf[self.off(i, stride)] as i64
+    }
+
+    /// First bucket index whose start is >= `t`.
+    pub fn lower_bound(&self, t: i64, stride: usize) -> usize {
+        let (mut lo, mut hi) = (0, self.len(stride));
+        // Fast path: at or after the last bucket.
+        if hi > 0 && self.start(hi - 1, stride) < t {
+            return hi;
+        }
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.start(mid, stride) < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The index of the bucket starting at `start`, inserting an empty one if needed.
+    #[inline]
+    pub fn entry(&mut self, start: i64, stride: usize, template: &[Other]) -> usize {
+        let n = self.len(stride);
+        if n > 0 && self.start(n - 1, stride) == start {
+            return n - 1;
+        }
+        let pos = self.lower_bound(start, stride);
+        if pos < n && self.start(pos, stride) == start {
+            return pos;
+        }
+        // New entry: its prefix equals the previous entry's (or the sentinel's).
+        let prev = self.off(pos, stride) - stride;
+        let at = prev + stride;
+        if pos == n {
+            self.buf.extend_from_within(prev..prev + stride);
+        } else {
+            let copy: Vec<f64> = self.buf[prev..prev + stride].to_vec();
+            self.buf.splice(at..at, copy);
+        }
+        self.buf[at] = start as f64;
+        if !template.is_empty() {
+            self.others.insert(pos, template.into());
+        }
+        pos
+    }
+
+    /// Add `deltas` (event count then components) to bucket i and every later prefix.
+    #[inline]
+    pub fn add(&mut self, i: usize, deltas: &[f64], stride: usize) {
+        let n = self.len(stride);
+        for k in i..n {
+            let o = self.off(k, stride) + 1;
+            for (x, d) in self.buf[o..o + stride - 1].iter_mut().zip(deltas) {
+                *x += d;
+            }
+        }
+    }
+
+    /// The non-invertible states of bucket i.
+    #[inline]
+    pub fn others_mut(&mut self, i: usize) -> &mut [Other] {
+        &mut self.others[i]
+    }
+
+    /// Drop buckets starting before `keep_from`.
+    pub fn evict_before(&mut self, keep_from: i64, stride: usize) {
+        let mut n = self.len(stride);
+        while n > 0 && self.start(0, stride) < keep_from {
+            self.head += 1;
+            self.others.pop_front();
+            n -= 1;
+        }
+        if self.head > 0 && self.head >= n {
+            self.compact(stride);
+        }
+    }
+
+    /// Remove expired entries and rebase the prefixes on zero.
+    fn compact(&mut self, stride: usize) {
+        self.buf.drain(..self.head * stride);
+        self.head = 0;
+        let base: Vec<f64> = self.buf[1..stride].to_vec();
+        for e in self.buf.chunks_exact_mut(stride) {
+            for (x, b) in e[1..].iter_mut().zip(&base) {
+                *x -= b;
+            }
+        }
+        if self.buf.capacity() > 4 * self.buf.len() + 4 * stride {
+            self.buf.shrink_to(2 * self.buf.len());
+        }
+    }
+
+    /// Event count and components summed over buckets `a..b` into `out`.
+    #[inline]
+    pub fn sum_range(&self, a: usize, b: usize, stride: usize, out: &mut [f64]) {
+        if b <= a {
+            out.iter_mut().for_each(|x| *x = 0.0);
+            return;
+        }
+        let hi = self.off(b - 1, stride) + 1;
+        let lo = self.off(a, stride) - stride + 1;
+        for (j, o) in out.iter_mut().enumerate().take(stride - 1) {
+            *o = self.buf[hi + j] - self.buf[lo + j];
+        }
+    }
+
+    /// Merge the non-invertible states of buckets `a..b` into `out` (fresh states).
+    pub fn merge_others(&self, a: usize, b: usize, out: &mut [Other]) {
+        if out.is_empty() {
+            return;
+        }
+        for i in a..b {
+            for (o, s) in out.iter_mut().zip(self.others[i].iter()) {
+                o.merge(s);
+            }
+        }
+    }
+
+    /// Rough heap bytes owned by this key (buffer capacity, key parts, states).
+    pub fn heap_bytes(&self) -> usize {
+        let parts: usize = self
+            .parts
+            .iter()
+            .map(|v| 32 + v.as_str().map_or(0, str::len))
+            .sum();
+        let others: usize = self
+            .others
+            .iter()
+            .map(|o| {
+                o.len() * std::mem::size_of::<Other>()
+                    + o.iter().map(Other::heap_bytes).sum::<usize>()
+            })
+            .sum();
+        self.buf.capacity() * 8 + parts + others + self.others.capacity() * 16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_sums_survive_out_of_order_and_eviction() {
+        let stride = HEAD_WORDS + 1;
+        let mut k = KeyState::new(Box::new([]), 0, stride);
+        for (start, v) in [(10, 1.0), (30, 2.0), (20, 4.0), (10, 8.0), (40, 16.0)] {
+            let i = k.entry(start, stride, &[]);
+            k.add(i, &[1.0, v], stride);
+        }
+        assert_eq!(k.len(stride), 4);
+        let mut out = [0.0; 2];
+        let (a, b) = (k.lower_bound(20, stride), k.lower_bound(40, stride));
+        k.sum_range(a, b, stride, &mut out);
+        assert_eq!(out, [2.0, 6.0]);
+        k.evict_before(30, stride);
+        assert_eq!(k.len(stride), 2);
+        k.sum_range(0, 2, stride, &mut out);
+        assert_eq!(out, [2.0, 18.0]);
+        k.sum_range(1, 2, stride, &mut out);
+        assert_eq!(out, [1.0, 16.0]);
+    }
+}
