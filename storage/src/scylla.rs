@@ -33,6 +33,10 @@ use scylla::statement::prepared::PreparedStatement;
 use serde::Deserialize;
 use weir_core::Millis;
 
+mod schema;
+
+use schema::{create_schema, prepare, Prepared};
+
 use crate::merge::MergeByTsSeq;
 use crate::record::{decode_record, encode_record};
 use crate::{
@@ -83,22 +87,6 @@ fn sc<E: std::fmt::Display>(e: E) -> StorageError {
 
 fn day(ts: Millis) -> i64 {
     ts.div_euclid(DAY_MS)
-}
-
-struct Prepared {
-    log: PreparedStatement,
-    log_bucket: PreparedStatement,
-    by_type: PreparedStatement,
-    by_day: PreparedStatement,
-    by_session: PreparedStatement,
-    days: PreparedStatement,
-    meta_put: PreparedStatement,
-    meta_get: PreparedStatement,
-    read_log: PreparedStatement,
-    read_type: PreparedStatement,
-    read_day: PreparedStatement,
-    read_session: PreparedStatement,
-    read_days: PreparedStatement,
 }
 
 /// The ScyllaDB/Cassandra backend.
@@ -278,49 +266,6 @@ fn decode(ts: i64, seq: i64, rec: &[u8]) -> Result<(Millis, u64, StoredEvent)> {
             event: rec.event,
         },
     ))
-}
-
-async fn create_schema(session: &Session, ks: &str, rf: u32) -> Result<()> {
-    let stmts = [
-        format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.log (bucket bigint, seq bigint, rec blob, PRIMARY KEY ((bucket), seq))"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.log_buckets (k int, bucket bigint, PRIMARY KEY ((k), bucket))"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.events_by_type (account text, project text, type text, day bigint, ts bigint, seq bigint, rec blob, PRIMARY KEY ((account, project, type, day), ts, seq))"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.events_by_day (account text, project text, day bigint, ts bigint, seq bigint, rec blob, PRIMARY KEY ((account, project, day), ts, seq))"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.events_by_session (account text, project text, session text, ts bigint, seq bigint, type text, rec blob, PRIMARY KEY ((account, project, session), ts, seq))"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.event_days (account text, project text, type text, day bigint, PRIMARY KEY ((account, project), type, day))"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.meta (key text PRIMARY KEY, value blob)"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.catalog (kind text, name text, text text, PRIMARY KEY ((kind), name))"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.checkpoints (k int, seq bigint, data blob, PRIMARY KEY ((k), seq)) WITH CLUSTERING ORDER BY (seq DESC)"),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.decisions (k int, at bigint, seq bigint, json blob, PRIMARY KEY ((k), at)) WITH CLUSTERING ORDER BY (at DESC) AND default_time_to_live = 2592000"),
-    ];
-    for s in stmts {
-        session.query_unpaged(s, ()).await.map_err(sc)?;
-    }
-    session.await_schema_agreement().await.map_err(sc)?;
-    Ok(())
-}
-
-async fn prepare(session: &Session, ks: &str) -> Result<Prepared> {
-    let p = |s: &str| {
-        let s = s.replace("{ks}", ks);
-        async move { session.prepare(s).await.map_err(sc) }
-    };
-    Ok(Prepared {
-        log: p("INSERT INTO {ks}.log (bucket, seq, rec) VALUES (?, ?, ?)").await?,
-        log_bucket: p("INSERT INTO {ks}.log_buckets (k, bucket) VALUES (0, ?)").await?,
-        by_type: p("INSERT INTO {ks}.events_by_type (account, project, type, day, ts, seq, rec) VALUES (?, ?, ?, ?, ?, ?, ?)").await?,
-        by_day: p("INSERT INTO {ks}.events_by_day (account, project, day, ts, seq, rec) VALUES (?, ?, ?, ?, ?, ?)").await?,
-        by_session: p("INSERT INTO {ks}.events_by_session (account, project, session, ts, seq, type, rec) VALUES (?, ?, ?, ?, ?, ?, ?)").await?,
-        days: p("INSERT INTO {ks}.event_days (account, project, type, day) VALUES (?, ?, ?, ?)").await?,
-        meta_put: p("INSERT INTO {ks}.meta (key, value) VALUES (?, ?)").await?,
-        meta_get: p("SELECT value FROM {ks}.meta WHERE key = ?").await?,
-        read_log: p("SELECT seq, rec FROM {ks}.log WHERE bucket = ? AND seq > ?").await?,
-        read_type: p("SELECT ts, seq, rec FROM {ks}.events_by_type WHERE account = ? AND project = ? AND type = ? AND day = ? AND ts >= ? AND ts < ?").await?,
-        read_day: p("SELECT ts, seq, rec FROM {ks}.events_by_day WHERE account = ? AND project = ? AND day = ? AND ts >= ? AND ts < ?").await?,
-        read_session: p("SELECT ts, seq, type, rec FROM {ks}.events_by_session WHERE account = ? AND project = ? AND session = ? AND ts >= ? AND ts < ?").await?,
-        read_days: p("SELECT day FROM {ks}.event_days WHERE account = ? AND project = ? AND type = ? AND day >= ? AND day <= ?").await?,
-    })
 }
 
 /// One write of an append.
