@@ -1,1 +1,209 @@
-//! weir-storage (being built).
+//! # weir-storage
+//!
+//! Everything Weir keeps on disk, behind one small synchronous trait, [`Storage`]: the event
+//! log (with input positions written atomically beside the events they cover), secondary
+//! indexes for the event-store API, the query/rule catalogue, engine checkpoints and decision
+//! records. No backend type appears in the trait, so the server picks a backend from config.
+//!
+//! # Layout
+//! - [`record`]: [`LogRecord`] and the compact binary encoding of events, plus the
+//!   order-preserving key encoding the embedded backend uses.
+//! - [`embedded`]: [`EmbeddedStore`], the default backend on the fjall LSM tree.
+//! - [`scylla`] (feature `scylla`): [`ScyllaStore`], the ScyllaDB/Cassandra backend.
+//! - [`group_commit`]: [`GroupCommit`], the writer thread that shares one fsync between many
+//!   concurrent batches and hands each submitter a [`Receipt`].
+//! - [`merge`]: merging several (ts, seq)-ordered streams into one (used by both backends).
+//!
+//! The trait, query types and the error enum live here.
+
+pub mod embedded;
+pub mod group_commit;
+pub mod merge;
+pub mod record;
+#[cfg(feature = "scylla")]
+pub mod scylla;
+
+pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use group_commit::{GroupCommit, GroupCommitStats, Receipt};
+pub use record::LogRecord;
+#[cfg(feature = "scylla")]
+pub use scylla::{ScyllaConfig, ScyllaStore};
+
+use weir_core::{Event, Millis};
+
+/// Errors from any storage backend.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    /// The backend (fjall, ScyllaDB) failed. `transient` says whether retrying may help
+    /// (a timeout or an unreachable node) or not (a poisoned journal, a bad schema).
+    #[error("{backend} backend error: {message}")]
+    Backend {
+        /// Which backend failed: `"embedded"` or `"scylla"`.
+        backend: &'static str,
+        /// The backend's own message.
+        message: String,
+        /// Whether retrying the same call may succeed.
+        transient: bool,
+    },
+    /// Stored bytes could not be decoded (a bug or on-disk corruption).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// A value could not be encoded for storage.
+    #[error("cannot encode for storage: {0}")]
+    Encode(String),
+    /// The group-commit writer has stopped, so the batch was not written.
+    #[error("the storage writer has stopped")]
+    Closed,
+    /// Bad backend configuration (an unparsable node address, an invalid keyspace name).
+    #[error("storage configuration: {0}")]
+    Config(String),
+}
+
+impl StorageError {
+    /// Whether retrying the failed call may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Backend {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// Which catalogue a definition belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CatalogKind {
+    /// A continuous query (`CREATE QUERY`).
+    Query,
+    /// A threshold rule (`CREATE RULE`).
+    Rule,
+}
+
+impl CatalogKind {
+    /// A stable one-word name, used in storage keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatalogKind::Query => "query",
+            CatalogKind::Rule => "rule",
+        }
+    }
+}
+
+/// An event as stored: its log sequence number (the event id) and the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// The event id: its position in the log.
+    pub seq: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// A page request against the event store (SPEC section 8). Denied events never match.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventQuery {
+    /// Owning account.
+    pub account: String,
+    /// Owning project.
+    pub project: String,
+    /// Event types to return; empty means every type.
+    pub types: Vec<String>,
+    /// Only events of this session.
+    pub session: Option<String>,
+    /// Earliest event time, unix ms, inclusive. `None`: no lower bound.
+    pub from_ts: Option<Millis>,
+    /// Latest event time, unix ms, exclusive. `None`: no upper bound.
+    pub to_ts: Option<Millis>,
+    /// Matching events to skip before the page (`(page - 1) * limit`).
+    pub offset: u64,
+    /// Largest number of events to return.
+    pub limit: u64,
+}
+
+/// One page of events, ordered by (ts, seq), and how many matched in all.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventPage {
+    /// The events of the page, ordered by (ts, seq).
+    pub events: Vec<StoredEvent>,
+    /// Every matching event, not only those of this page.
+    pub total: u64,
+}
+
+/// A streaming read of every accepted event of some types in a time range, in (ts, seq) order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RangeQuery {
+    /// Owning account.
+    pub account: String,
+    /// Owning project.
+    pub project: String,
+    /// Event types to return; empty means every type.
+    pub types: Vec<String>,
+    /// Earliest event time, unix ms, inclusive.
+    pub from_ts: Millis,
+    /// Latest event time, unix ms, exclusive.
+    pub to_ts: Millis,
+}
+
+/// An iterator over log records in seq order.
+pub type RecordIter<'a> = Box<dyn Iterator<Item = Result<LogRecord>> + 'a>;
+/// An iterator over stored events in (ts, seq) order.
+pub type EventIter<'a> = Box<dyn Iterator<Item = Result<StoredEvent>> + 'a>;
+
+/// Everything Weir persists. Methods are synchronous: the server calls them from blocking
+/// threads (or through [`GroupCommit`]). Implementations are shared across threads.
+pub trait Storage: Send + Sync + 'static {
+    /// Append `records` (seq-keyed, seqs assigned by the caller and increasing) and write the
+    /// `meta` key/values (input positions such as `kafka/topic/3` → offset) in the same atomic
+    /// batch, together with the secondary indexes of every non-denied record. Does not fsync:
+    /// call [`Storage::sync`] (or use [`GroupCommit`]) for durability.
+    fn append(&self, records: &[LogRecord], meta: &[(String, Vec<u8>)]) -> Result<()>;
+
+    /// Make everything appended so far durable (fsync).
+    fn sync(&self) -> Result<()>;
+
+    /// Read one meta value.
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Write one meta value on its own.
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<()>;
+
+    /// The highest seq in the log; 0 when the log is empty.
+    fn last_seq(&self) -> Result<u64>;
+
+    /// Every log record with `seq > after_seq`, in seq order, denied ones included (with
+    /// `denied` set, so replay can skip them).
+    fn scan_seq(&self, after_seq: u64) -> Result<RecordIter<'_>>;
+
+    /// One page of matching events, ordered by (ts, seq), with the total number matching.
+    /// Reads only the index entries of matching events and the events of the page.
+    fn scan(&self, q: &EventQuery) -> Result<EventPage>;
+
+    /// Stream every matching event in (ts, seq) order (backfill, analytics).
+    fn scan_range(&self, q: &RangeQuery) -> Result<EventIter<'_>>;
+
+    /// Create or replace a catalogue entry (its DSL text).
+    fn catalog_put(&self, kind: CatalogKind, name: &str, text: &str) -> Result<()>;
+
+    /// Delete a catalogue entry; `true` if it existed.
+    fn catalog_delete(&self, kind: CatalogKind, name: &str) -> Result<bool>;
+
+    /// Every entry of a catalogue as (name, DSL text), ordered by name.
+    fn catalog_list(&self, kind: CatalogKind) -> Result<Vec<(String, String)>>;
+
+    /// Store an engine checkpoint covering the log up to `seq`. The latest two are kept.
+    fn put_checkpoint(&self, seq: u64, bytes: &[u8]) -> Result<()>;
+
+    /// The checkpoint with the highest seq, if any.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>>;
+
+    /// Record one decision (a JSON document) about the event `seq`. Several decisions may
+    /// name the same seq (a read-only check names the last seq it saw).
+    fn record_decision(&self, seq: u64, json: &[u8]) -> Result<()>;
+
+    /// The `limit` most recently recorded decisions, newest first, as (seq, JSON).
+    fn recent_decisions(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>>;
+}
