@@ -155,3 +155,61 @@ fn schema_mirrors_the_checks() {
         assert!(defs.get(name).is_some(), "dangling {r}");
     }
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+    use weir_analytics::{AnalyticsError, JsonQuery};
+
+    /// JSON values built from the query's own vocabulary, so many are nearly valid.
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let word = prop::sample::select(vec![
+            "data",
+            "name",
+            "filters",
+            "type",
+            "key",
+            "value",
+            "eq",
+            "regex",
+            "all",
+            "unique",
+            "funnel",
+            "order",
+            "match",
+            "exact_order",
+            "start",
+            "end",
+            "operations",
+            "a",
+            "(",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            word.clone().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 5, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((word.clone(), inner), 0..5).prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn compile_never_panics_and_errors_name_a_path(v in arb_json()) {
+            if let Err(AnalyticsError::InvalidQuery { path, problem }) = JsonQuery::compile(&v) {
+                prop_assert!(!path.is_empty() && !problem.is_empty());
+            }
+            let wrapped = json!({"data": [{"name": "x", "filters": [v]}]});
+            let _ = JsonQuery::compile(&wrapped);
+        }
+    }
+}
