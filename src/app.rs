@@ -101,12 +101,20 @@ impl App {
     /// Add events unconditionally (the asynchronous add of SPEC section 4), with the input
     /// positions they cover. Returns their ids and a receipt that resolves once all of them
     /// (and the positions) are durable.
-    pub fn add(&self, events: &[Event], positions: Vec<(String, Vec<u8>)>) -> (Vec<EventId>, Receipt) {
+    pub fn add(
+        &self,
+        events: &[Event],
+        positions: Vec<(String, Vec<u8>)>,
+    ) -> (Vec<EventId>, Receipt) {
         let _gate = self.submitting.read();
         let mut records = Vec::with_capacity(events.len());
         let ids = self.engine.apply_batch(events, |i| {
             let seq = self.next_id();
-            records.push(LogRecord { seq, event: events[i].clone(), denied: false });
+            records.push(LogRecord {
+                seq,
+                event: events[i].clone(),
+                denied: false,
+            });
             seq
         });
         let receipt = self.log.submit(records, positions);
@@ -119,16 +127,31 @@ impl App {
         let mut record = None;
         let (event_id, decision) = self.rules.add_and_check(event, |denied| {
             let seq = self.next_id();
-            record = Some(LogRecord { seq, event: event.clone(), denied });
+            record = Some(LogRecord {
+                seq,
+                event: event.clone(),
+                denied,
+            });
             seq
         });
         let records = record.into_iter().collect();
-        Checked { decision, event_id, receipt: self.log.submit(records, Vec::new()) }
+        Checked {
+            decision,
+            event_id,
+            receipt: self.log.submit(records, Vec::new()),
+        }
     }
 
     /// Decide from the current state without adding the event.
     pub fn check(&self, event: &Event) -> Decision {
         self.rules.check(event)
+    }
+
+    /// A consistent snapshot of the engine and the highest event id it includes. No event is
+    /// being applied while it is taken.
+    pub fn snapshot(&self) -> (u64, weir_engine::EngineCheckpoint) {
+        let _gate = self.submitting.write();
+        (self.last_seq(), self.engine.checkpoint())
     }
 
     /// Wait until every event that already has an id is queued for the log, then until the

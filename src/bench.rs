@@ -103,7 +103,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     if args.hello {
         let addr = start_hello().await?;
-        let report = measure(&BenchArgs { url: format!("http://{addr}"), ..args.clone() }, false).await?;
+        let report = measure(
+            &BenchArgs {
+                url: format!("http://{addr}"),
+                ..args.clone()
+            },
+            false,
+        )
+        .await?;
         report.print("hello-world axum (ceiling)");
     }
     if matches!(args.workload, Workload::AddAndCheck | Workload::Check) {
@@ -121,7 +128,11 @@ async fn setup_rule(url: &str) -> anyhow::Result<()> {
         .send()
         .await
         .with_context(|| format!("connecting to {url}"))?;
-    anyhow::ensure!(resp.status().is_success(), "creating the bench rule: {}", resp.text().await?);
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "creating the bench rule: {}",
+        resp.text().await?
+    );
     Ok(())
 }
 
@@ -131,27 +142,47 @@ fn body(workload: Workload, i: u64, args: &BenchArgs) -> (String, Value) {
         Workload::AddAndCheck => ("/api/add_and_check".into(), event(i)),
         Workload::Check => ("/api/check".into(), event(i)),
         Workload::Ingest => {
-            let events: Vec<Value> = (0..args.batch as u64).map(|j| event(i * args.batch as u64 + j)).collect();
-            ("/api/events?wait=durable".into(), json!({ "events": events }))
+            let events: Vec<Value> = (0..args.batch as u64)
+                .map(|j| event(i * args.batch as u64 + j))
+                .collect();
+            (
+                "/api/events?wait=durable".into(),
+                json!({ "events": events }),
+            )
         }
     }
 }
 
 async fn measure(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .build()?;
     let start = Instant::now() + Duration::from_millis(100);
     let end = start + Duration::from_secs(args.duration);
     let next = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
-    let per_event = if matches!(args.workload, Workload::Ingest) { args.batch as u64 } else { 1 };
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let per_event = if matches!(args.workload, Workload::Ingest) {
+        args.batch as u64
+    } else {
+        1
+    };
     let mut workers = Vec::new();
     for _ in 0..args.connections {
-        let (client, next, ok, errors, hist, args) =
-            (client.clone(), next.clone(), ok.clone(), errors.clone(), hist.clone(), args.clone());
+        let (client, next, ok, errors, hist, args) = (
+            client.clone(),
+            next.clone(),
+            ok.clone(),
+            errors.clone(),
+            hist.clone(),
+            args.clone(),
+        );
         workers.push(tokio::spawn(async move {
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut local =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let intended = if args.rate == 0 {
@@ -164,7 +195,11 @@ async fn measure(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
                 }
                 tokio::time::sleep_until(intended.into()).await;
                 let (path, b) = body(args.workload, i, &args);
-                let r = client.post(format!("{}{path}", args.url)).json(&b).send().await;
+                let r = client
+                    .post(format!("{}{path}", args.url))
+                    .json(&b)
+                    .send()
+                    .await;
                 match r {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
@@ -188,7 +223,11 @@ async fn measure(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
             while Instant::now() < end {
                 tick.tick().await;
                 let now = ok.load(Ordering::Relaxed);
-                eprintln!("  {:>4.0}% {:>8} requests/s", 100.0 * start.elapsed().as_secs_f64() / (end - start).as_secs_f64(), now - last);
+                eprintln!(
+                    "  {:>4.0}% {:>8} requests/s",
+                    100.0 * start.elapsed().as_secs_f64() / (end - start).as_secs_f64(),
+                    now - last
+                );
                 last = now;
             }
         });
@@ -199,7 +238,13 @@ async fn measure(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
     let elapsed = start.elapsed();
     let ok = ok.load(Ordering::Relaxed);
     let latency_us = hist.lock().clone();
-    Ok(Report { ok, errors: errors.load(Ordering::Relaxed), events: ok * per_event, elapsed, latency_us })
+    Ok(Report {
+        ok,
+        errors: errors.load(Ordering::Relaxed),
+        events: ok * per_event,
+        elapsed,
+        latency_us,
+    })
 }
 
 /// A hello-world axum server on a free loopback port, on its own runtime thread so it does
@@ -212,7 +257,8 @@ async fn start_hello() -> anyhow::Result<SocketAddr> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async move {
-            let app = axum::Router::new().fallback(post(|| async { axum::Json(json!({"decision": "allow"})) }));
+            let app = axum::Router::new()
+                .fallback(post(|| async { axum::Json(json!({"decision": "allow"})) }));
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             axum::serve(listener, app).await.expect("hello server");
         });

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use weir_query_lang::ast::{Statement, Source};
-use weir_query_lang::{parse, parse_and_analyze, AnalyzerConfig, Catalog, QueryShape};
+use weir_query_lang::ast::{Source, Statement};
+use weir_query_lang::{analyze, parse, parse_and_analyze, AnalyzerConfig, Catalog, QueryShape};
 use weir_storage::CatalogKind;
 
 use crate::api::error::{ApiError, ApiResult};
@@ -16,12 +16,18 @@ pub struct EngineCatalog<'a>(pub &'a App);
 
 impl Catalog for EngineCatalog<'_> {
     fn query(&self, name: &str) -> Option<QueryShape> {
-        self.0.engine.query_shape(name)
+        let q = self.0.engine.query(name)?;
+        let stmt = Statement::Select(q.plan.select.clone());
+        analyze(&stmt, self, &analyzer_config(self.0))
+            .ok()
+            .map(|a| a.shape())
     }
 }
 
 fn analyzer_config(app: &App) -> AnalyzerConfig {
-    AnalyzerConfig { max_buckets_per_window: app.cfg.max_buckets_per_window }
+    AnalyzerConfig {
+        max_buckets_per_window: app.cfg.max_buckets_per_window,
+    }
 }
 
 /// Apply a DSL text: everything is parsed and checked first, so an error applies nothing.
@@ -38,14 +44,17 @@ pub fn apply_text(app: &App, text: &str) -> ApiResult<Vec<Value>> {
 /// Names that exist or not, checked before anything is applied.
 fn precheck<'a>(app: &App, statements: impl Iterator<Item = &'a Statement>) -> ApiResult<()> {
     let mut queries: BTreeSet<String> = app.engine.query_names().into_iter().collect();
-    let mut rules: BTreeSet<String> = app.rules.rule_names().into_iter().collect();
+    let mut rules: BTreeSet<String> = rule_names(app).into_iter().collect();
     for stmt in statements {
         match stmt {
             Statement::CreateQuery(q) => {
                 if !q.or_replace() && queries.contains(&q.name.name) {
                     return Err(ApiError::new(
                         axum::http::StatusCode::CONFLICT,
-                        format!("query '{}' exists; use CREATE OR REPLACE QUERY to replace it", q.name),
+                        format!(
+                            "query '{}' exists; use CREATE OR REPLACE QUERY to replace it",
+                            q.name
+                        ),
                     ));
                 }
                 queries.insert(q.name.name.clone());
@@ -59,7 +68,10 @@ fn precheck<'a>(app: &App, statements: impl Iterator<Item = &'a Statement>) -> A
                 if !r.or_replace && rules.contains(&r.name.name) {
                     return Err(ApiError::new(
                         axum::http::StatusCode::CONFLICT,
-                        format!("rule '{}' exists; use CREATE OR REPLACE RULE to replace it", r.name),
+                        format!(
+                            "rule '{}' exists; use CREATE OR REPLACE RULE to replace it",
+                            r.name
+                        ),
                     ));
                 }
                 rules.insert(r.name.name.clone());
@@ -81,7 +93,9 @@ fn apply_one(app: &App, stmt: &Statement, persist: bool) -> ApiResult<Value> {
     Ok(match stmt {
         Statement::CreateQuery(q) => {
             let replaced = app.engine.query_names().contains(&q.name.name);
-            app.engine.create_query(&q.name.name, &q.select).map_err(|e| bad(&e))?;
+            app.engine
+                .create_query(&q.name.name, &q.select)
+                .map_err(|e| bad(&e))?;
             if persist {
                 app.store
                     .catalog_put(CatalogKind::Query, &q.name.name, &stmt.to_string())
@@ -94,8 +108,10 @@ fn apply_one(app: &App, stmt: &Statement, persist: bool) -> ApiResult<Value> {
             json!({ "statement": "drop_query", "name": n.name })
         }
         Statement::CreateRule(r) => {
-            let replaced = app.rules.rule_names().contains(&r.name.name);
-            app.rules.create_rule(&r.name.name, r).map_err(|e| bad(&e))?;
+            let replaced = rule_names(app).contains(&r.name.name);
+            app.rules
+                .create_rule(&r.name.name, r)
+                .map_err(|e| bad(&e))?;
             if persist {
                 app.store
                     .catalog_put(CatalogKind::Rule, &r.name.name, &stmt.to_string())
@@ -125,7 +141,10 @@ pub fn drop_query(app: &App, name: &str) -> ApiResult<()> {
     app.engine
         .drop_query(name)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    app.store.catalog_delete(CatalogKind::Query, name).map_err(ApiError::internal)
+    app.store
+        .catalog_delete(CatalogKind::Query, name)
+        .map_err(ApiError::internal)?;
+    Ok(())
 }
 
 /// Drop a rule (and the query it owns) from the engine and the catalogue.
@@ -133,7 +152,14 @@ pub fn drop_rule(app: &App, name: &str) -> ApiResult<()> {
     app.rules
         .drop_rule(name)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    app.store.catalog_delete(CatalogKind::Rule, name).map_err(ApiError::internal)
+    app.store
+        .catalog_delete(CatalogKind::Rule, name)
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+fn rule_names(app: &App) -> Vec<String> {
+    app.rules.rules().into_iter().map(|r| r.name).collect()
 }
 
 /// Every query's definition: name, DSL text, status.
@@ -160,7 +186,8 @@ pub fn restore(app: &App) -> anyhow::Result<()> {
     let mut pending: Vec<Statement> = Vec::new();
     for kind in [CatalogKind::Query, CatalogKind::Rule] {
         for (name, text) in app.store.catalog_list(kind)? {
-            let mut stmts = parse(&text).map_err(|e| anyhow::anyhow!("stored definition of '{name}': {e}"))?;
+            let mut stmts =
+                parse(&text).map_err(|e| anyhow::anyhow!("stored definition of '{name}': {e}"))?;
             pending.append(&mut stmts);
         }
     }
@@ -172,7 +199,10 @@ pub fn restore(app: &App) -> anyhow::Result<()> {
         for stmt in pending {
             let ready = match &stmt {
                 Statement::CreateQuery(q) => match &q.select.from {
-                    Source::Named { name, window: Some(_) } => app.engine.query_names().contains(&name.name),
+                    Source::Named {
+                        name,
+                        window: Some(_),
+                    } => app.engine.query_names().contains(&name.name),
                     _ => true,
                 },
                 _ => true,
@@ -187,7 +217,10 @@ pub fn restore(app: &App) -> anyhow::Result<()> {
             }
         }
         if failed.len() == before {
-            anyhow::bail!("cannot restore the catalogue: {}", last_err.unwrap_or_else(|| "circular query references".into()));
+            anyhow::bail!(
+                "cannot restore the catalogue: {}",
+                last_err.unwrap_or_else(|| "circular query references".into())
+            );
         }
         pending = failed;
     }

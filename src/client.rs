@@ -64,7 +64,9 @@ pub async fn send(url: &str, file: Option<PathBuf>, batch: usize) -> anyhow::Res
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("line {}: not JSON", i + 1)))
+            .map(|(i, l)| {
+                serde_json::from_str(l).with_context(|| format!("line {}: not JSON", i + 1))
+            })
             .collect::<anyhow::Result<_>>()?,
     };
     let client = reqwest::Client::new();
@@ -76,7 +78,9 @@ pub async fn send(url: &str, file: Option<PathBuf>, batch: usize) -> anyhow::Res
             .send()
             .await
             .with_context(|| format!("connecting to {url}"))?;
-        answer(resp).await.with_context(|| format!("after {sent} events were accepted"))?;
+        answer(resp)
+            .await
+            .with_context(|| format!("after {sent} events were accepted"))?;
         sent += chunk.len();
         eprintln!("sent {sent}/{}", events.len());
     }

@@ -67,7 +67,8 @@ impl ServeConfig {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("in config file {}", path.display()))?
             }
             None => Self::default(),
         };
@@ -79,13 +80,17 @@ impl ServeConfig {
     /// `WEIR_CHECKPOINT_INTERVAL`, `WEIR_DURABLE`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("WEIR_HTTP") {
-            self.http = v.parse().with_context(|| format!("WEIR_HTTP={v:?} is not an address"))?;
+            self.http = v
+                .parse()
+                .with_context(|| format!("WEIR_HTTP={v:?} is not an address"))?;
         }
         if let Some(v) = get("WEIR_DATA_DIR") {
             self.data_dir = v.into();
         }
         if let Some(v) = get("WEIR_MAX_BODY_BYTES") {
-            self.max_body_bytes = v.parse().with_context(|| format!("WEIR_MAX_BODY_BYTES={v:?}"))?;
+            self.max_body_bytes = v
+                .parse()
+                .with_context(|| format!("WEIR_MAX_BODY_BYTES={v:?}"))?;
         }
         if let Some(v) = get("WEIR_CHECKPOINT_INTERVAL") {
             self.checkpoint_interval = humantime_ms::parse(&v)?;
@@ -124,17 +129,25 @@ mod tests {
 
     #[test]
     fn layers_file_then_env() {
-        let mut cfg: ServeConfig = toml::from_str("http = \"127.0.0.1:9000\"\ngrace = \"1min\"").unwrap();
+        let mut cfg: ServeConfig =
+            toml::from_str("http = \"127.0.0.1:9000\"\ngrace = \"1min\"").unwrap();
         assert_eq!(cfg.http.port(), 9000);
         assert_eq!(cfg.grace, Duration::from_secs(60));
-        cfg.apply_env(|k| (k == "WEIR_HTTP").then(|| "127.0.0.1:9001".to_string())).unwrap();
+        cfg.apply_env(|k| (k == "WEIR_HTTP").then(|| "127.0.0.1:9001".to_string()))
+            .unwrap();
         assert_eq!(cfg.http.port(), 9001);
-        assert!(toml::from_str::<ServeConfig>("htp = 1").is_err(), "unknown keys are refused");
+        assert!(
+            toml::from_str::<ServeConfig>("htp = 1").is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]
     fn the_example_config_is_valid_and_says_the_defaults() {
         let example: ServeConfig = toml::from_str(include_str!("../examples/weir.toml")).unwrap();
-        assert_eq!(toml::to_string(&example).unwrap(), toml::to_string(&ServeConfig::default()).unwrap());
+        assert_eq!(
+            toml::to_string(&example).unwrap(),
+            toml::to_string(&ServeConfig::default()).unwrap()
+        );
     }
 }

@@ -3,6 +3,7 @@
 use serde_json::Value;
 use weir_engine::{Engine, EngineConfig, ReadRequest};
 use weir_query_lang::ast::{Select, Source};
+use weir_storage::RangeQuery;
 
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
@@ -28,14 +29,30 @@ pub fn run(app: &App, select: &Select) -> ApiResult<Vec<Value>> {
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let events = app
         .store
-        .scan_range("default", "default", &types, i64::MIN, i64::MAX)
+        .scan_range(&RangeQuery {
+            account: "default".into(),
+            project: "default".into(),
+            types,
+            from_ts: i64::MIN,
+            to_ts: i64::MAX,
+        })
         .map_err(ApiError::internal)?;
     for record in events {
         let record = record.map_err(ApiError::internal)?;
         engine.apply(&record.event, || record.seq);
     }
     let rows = engine
-        .result("oneshot", &ReadRequest { from: Some(i64::MIN), to: Some(i64::MAX), ..Default::default() })
+        .result(
+            "oneshot",
+            &ReadRequest {
+                from: Some(i64::MIN),
+                to: Some(i64::MAX),
+                ..Default::default()
+            },
+        )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(rows.into_iter().map(crate::api::queries::row_json).collect())
+    Ok(rows
+        .into_iter()
+        .map(crate::api::queries::row_json)
+        .collect())
 }

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use weir_core::SystemClock;
 use weir_engine::{Engine, EngineCheckpoint, EngineConfig};
 use weir_rules::RuleSet;
-use weir_storage::{EmbeddedStore, GroupCommit, Storage};
+use weir_storage::{EmbeddedConfig, EmbeddedStore, GroupCommit, Storage};
 
 use crate::app::App;
 use crate::config::ServeConfig;
@@ -26,10 +26,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let store: Arc<dyn Storage> = Arc::new(
-        EmbeddedStore::open(&cfg.data_dir)
+        EmbeddedStore::open(&cfg.data_dir, &EmbeddedConfig::default())
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
     );
-    let log = GroupCommit::new(store.clone(), cfg.durable);
+    let log = GroupCommit::start(store.clone(), cfg.durable);
     let engine = Arc::new(Engine::new(EngineConfig {
         shards: cfg.shards,
         default_grace_ms: cfg.grace.as_millis() as i64,
@@ -37,11 +37,24 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }));
     let rules = RuleSet::new(engine.clone());
     let last_seq = store.last_seq()?;
-    let app = Arc::new(App::new(cfg.clone(), engine, rules, store, log, last_seq, Arc::new(SystemClock)));
+    let app = Arc::new(App::new(
+        cfg.clone(),
+        engine,
+        rules,
+        store,
+        log,
+        last_seq,
+        Arc::new(SystemClock),
+    ));
     let started = Instant::now();
     crate::catalog::restore(&app)?;
     let replayed = restore_state(&app)?;
-    tracing::info!(replayed, last_seq, elapsed_ms = started.elapsed().as_millis() as u64, "state restored");
+    tracing::info!(
+        replayed,
+        last_seq,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "state restored"
+    );
 
     let listener = TcpListener::bind(cfg.http)
         .await
@@ -62,8 +75,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 fn restore_state(app: &App) -> anyhow::Result<u64> {
     let mut from = 0;
     if let Some((seq, bytes)) = app.store.latest_checkpoint()? {
-        let cp: EngineCheckpoint = serde_json::from_slice(&bytes).context("reading the engine checkpoint")?;
-        app.engine.restore(cp).context("restoring the engine checkpoint")?;
+        let cp: EngineCheckpoint =
+            serde_json::from_slice(&bytes).context("reading the engine checkpoint")?;
+        app.engine
+            .restore(&cp)
+            .context("restoring the engine checkpoint")?;
         from = seq;
     }
     let mut replayed = 0;
@@ -79,8 +95,8 @@ fn restore_state(app: &App) -> anyhow::Result<u64> {
 
 /// Write a checkpoint of the engine once the log holds every event it includes.
 pub fn checkpoint(app: &App) -> anyhow::Result<()> {
-    let (seq, cp) = app.engine.checkpoint_at(|| app.last_seq());
-    app.log.barrier().wait_blocking()?;
+    let (seq, cp) = app.snapshot();
+    app.flush_blocking()?;
     let bytes = serde_json::to_vec(&cp)?;
     app.store.put_checkpoint(seq, &bytes)?;
     tracing::debug!(seq, bytes = bytes.len(), "checkpoint written");

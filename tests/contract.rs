@@ -43,9 +43,16 @@ async fn statements_apply_all_or_nothing_with_positions() {
     assert_eq!(st, 400, "{body}");
     assert_eq!(body["line"], 2);
     assert!(body["column"].as_u64().unwrap() > 1);
-    assert!(body["error"].as_str().unwrap().contains("expected"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("expected"),
+        "{body}"
+    );
     let (_, list) = s.get("/api/queries").await;
-    assert_eq!(list["queries"].as_array().unwrap().len(), 0, "nothing applied: {list}");
+    assert_eq!(
+        list["queries"].as_array().unwrap().len(),
+        0,
+        "nothing applied: {list}"
+    );
 
     let (st, body) = s
         .statements("CREATE QUERY clicks AS SELECT count(*) AS n FROM click GROUP BY page, timeseries(time, 1min); SHOW QUERIES")
@@ -59,10 +66,20 @@ async fn statements_apply_all_or_nothing_with_positions() {
     assert_eq!(st, 200);
     assert_eq!(q["name"], "clicks");
     assert_eq!(q["status"], "running");
-    let (st, _) = s.statements("CREATE QUERY clicks AS SELECT count(*) FROM click").await;
-    assert_eq!(st, 409, "creating an existing query without OR REPLACE is refused");
+    let (st, _) = s
+        .statements("CREATE QUERY clicks AS SELECT count(*) FROM click")
+        .await;
+    assert_eq!(
+        st, 409,
+        "creating an existing query without OR REPLACE is refused"
+    );
 
-    let r = s.client().delete(format!("{}/api/queries/clicks", s.url)).send().await.unwrap();
+    let r = s
+        .client()
+        .delete(format!("{}/api/queries/clicks", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(s.get("/api/queries/clicks").await.0, 404);
 }
@@ -92,10 +109,17 @@ async fn events_and_results_series_and_sliding() {
     assert_eq!(st, 202, "{body}");
     assert_eq!(body["accepted"], 6);
     assert_eq!(body["ids"].as_array().unwrap().len(), 6);
-    let (st, _) = s.post("/api/events?wait=durable", &json!({"type":"other","ts": b})).await;
+    let (st, _) = s
+        .post("/api/events?wait=durable", &json!({"type":"other","ts": b}))
+        .await;
     assert_eq!(st, 200);
 
-    let (st, res) = s.get(&format!("/api/queries/per_min/result?from={b}&to={}&key.seller=a", b + 180_000)).await;
+    let (st, res) = s
+        .get(&format!(
+            "/api/queries/per_min/result?from={b}&to={}&key.seller=a",
+            b + 180_000
+        ))
+        .await;
     assert_eq!(st, 200, "{res}");
     let rows = res["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{res}");
@@ -106,7 +130,9 @@ async fn events_and_results_series_and_sliding() {
     assert_eq!(rows[1]["bucket_start"], b + 120_000);
     assert_eq!(rows[1]["values"]["total"], 2);
 
-    let (st, res) = s.get(&format!("/api/queries/last5/result?at={}", b + 130_000)).await;
+    let (st, res) = s
+        .get(&format!("/api/queries/last5/result?at={}", b + 130_000))
+        .await;
     assert_eq!(st, 200, "{res}");
     let mut rows: Vec<Value> = res["rows"].as_array().unwrap().clone();
     rows.sort_by_key(|r| r["key"]["seller"].as_str().unwrap().to_string());
@@ -122,27 +148,48 @@ async fn events_and_results_series_and_sliding() {
 async fn bad_events_are_refused_whole_with_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_with(dir.path(), &[("WEIR_MAX_BODY_BYTES", "2000")]).await;
-    s.statements("CREATE QUERY all_n AS SELECT count(*) AS n FROM events").await;
+    s.statements("CREATE QUERY all_n AS SELECT count(*) AS n FROM events")
+        .await;
     let b = base();
     let (st, body) = s
         .post("/api/events", &json!({"events":[{"type":"x","ts":b},{"ts":b},{"type":"x","ts":"tomorrow-ish"},{"type":"x","ts": now_ms() + 3_600_000}]}))
         .await;
     assert_eq!(st, 400, "{body}");
-    let idx: Vec<u64> = body["errors"].as_array().unwrap().iter().map(|e| e["index"].as_u64().unwrap()).collect();
+    let idx: Vec<u64> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(idx, vec![1, 2, 3]);
     let (_, res) = s.get("/api/queries/all_n/result").await;
-    assert_eq!(res["rows"].as_array().unwrap().len(), 0, "nothing of a refused batch is counted: {res}");
+    assert_eq!(
+        res["rows"].as_array().unwrap().len(),
+        0,
+        "nothing of a refused batch is counted: {res}"
+    );
 
-    let r = s.client().post(format!("{}/api/events", s.url)).body("{not json").send().await.unwrap();
+    let r = s
+        .client()
+        .post(format!("{}/api/events", s.url))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("JSON"));
 
-    let big = json!({"events": (0..100).map(|i| json!({"type":"x","ts":b,"i":i})).collect::<Vec<_>>()});
+    let big =
+        json!({"events": (0..100).map(|i| json!({"type":"x","ts":b,"i":i})).collect::<Vec<_>>()});
     let (st, body) = s.post("/api/events", &big).await;
     assert_eq!(st, 413, "{body}");
     assert!(body["error"].is_string());
-    assert_eq!(s.get("/healthz").await.0, 200, "bad input never hurts the server");
+    assert_eq!(
+        s.get("/healthz").await.0,
+        200,
+        "bad input never hurts the server"
+    );
 }
 
 #[tokio::test]
@@ -170,22 +217,50 @@ async fn check_add_and_check_and_seed_forms() {
     assert_eq!(d["decision"], "allow", "{d}");
     assert_eq!(d["rules"][0]["value"], 2.0);
     // Another seller is unaffected; an event matching no rule is allowed with no rules.
-    let (_, d) = s.post("/api/add_and_check", &json!({"type":"neworder","seller":"y"})).await;
+    let (_, d) = s
+        .post(
+            "/api/add_and_check",
+            &json!({"type":"neworder","seller":"y"}),
+        )
+        .await;
     assert_eq!(d["decision"], "allow");
-    let (_, d) = s.post("/api/add_and_check", &json!({"type":"unrelated"})).await;
+    let (_, d) = s
+        .post("/api/add_and_check", &json!({"type":"unrelated"}))
+        .await;
     assert_eq!(d["decision"], "allow");
     assert_eq!(d["rules"], json!([]));
     // Batch form: an array in, an array of decisions out.
     let (_, ds) = s.post("/api/add_and_check", &json!([{"type":"neworder","seller":"z"},{"type":"neworder","seller":"z"},{"type":"neworder","seller":"z"}])).await;
-    let decisions: Vec<&str> = ds.as_array().unwrap().iter().map(|d| d["decision"].as_str().unwrap()).collect();
+    let decisions: Vec<&str> = ds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["decision"].as_str().unwrap())
+        .collect();
     assert_eq!(decisions, vec!["allow", "allow", "deny"]);
 
     // Seed 002 forms.
-    let r = s.client().post(format!("{}/event?evtname=neworder&amount=10&seller=q&result=true", s.url)).send().await.unwrap();
+    let r = s
+        .client()
+        .post(format!(
+            "{}/event?evtname=neworder&amount=10&seller=q&result=true",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap();
     let d: Value = r.json().await.unwrap();
     assert_eq!(d["decision"], "allow");
     let id = d["event_id"].as_u64().unwrap();
-    let r = s.client().post(format!("{}/event?evtname=neworder&amount=10&seller=q", s.url)).send().await.unwrap();
+    let r = s
+        .client()
+        .post(format!(
+            "{}/event?evtname=neworder&amount=10&seller=q",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let (_, d) = s.get("/event?evtname=neworder&seller=q").await;
     assert_eq!(d["rules"][0]["value"], 2.0, "{d}");
@@ -196,7 +271,12 @@ async fn check_add_and_check_and_seed_forms() {
 
     let (_, rules) = s.get("/api/rules").await;
     assert_eq!(rules["rules"][0]["name"], "two_per_min");
-    let r = s.client().delete(format!("{}/api/rules/two_per_min", s.url)).send().await.unwrap();
+    let r = s
+        .client()
+        .delete(format!("{}/api/rules/two_per_min", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (_, d) = s.post("/api/add_and_check", &ev).await;
     assert_eq!(d["decision"], "allow");

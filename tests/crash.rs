@@ -21,7 +21,12 @@ async fn crash_and_recover(env: &[(&str, &str)]) {
     let ts = now_ms() - 10_000;
     // Rule state before the crash: 30 of the 50 allowed.
     for _ in 0..30 {
-        let (_, d) = server.post("/api/add_and_check", &json!({"type":"capped","ts":ts,"user":"u"})).await;
+        let (_, d) = server
+            .post(
+                "/api/add_and_check",
+                &json!({"type":"capped","ts":ts,"user":"u"}),
+            )
+            .await;
         assert_eq!(d["decision"], "allow");
     }
     // A flood of synchronous calls with unique ids, killed mid-way.
@@ -35,7 +40,10 @@ async fn crash_and_recover(env: &[(&str, &str)]) {
                 let (path, body) = if i % 2 == 0 {
                     ("/api/add_and_check", json!({"type":"tick","ts":ts,"id":id}))
                 } else {
-                    ("/api/events?wait=durable", json!({"events":[{"type":"tick","ts":ts,"id":id}]}))
+                    (
+                        "/api/events?wait=durable",
+                        json!({"events":[{"type":"tick","ts":ts,"id":id}]}),
+                    )
                 };
                 match client.post(format!("{url}{path}")).json(&body).send().await {
                     Ok(r) if r.status().is_success() => acked.push(id),
@@ -51,7 +59,12 @@ async fn crash_and_recover(env: &[(&str, &str)]) {
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
-    assert!(acked.len() > 100, "the flood got going before the kill ({} acked)", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the flood got going before the kill ({} acked)",
+        acked.len()
+    );
+    eprintln!("{} events acknowledged before kill -9", acked.len());
 
     let s = &mut server;
     s.restart().await;
@@ -62,12 +75,23 @@ async fn crash_and_recover(env: &[(&str, &str)]) {
         assert_eq!(r["values"]["n"], 1, "no event counted twice: {r}");
         seen.insert(r["key"]["id"].as_str().unwrap().to_string());
     }
+    eprintln!("{} events counted after restart", seen.len());
     let lost: Vec<_> = acked.difference(&seen).collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), lost.iter().take(5).collect::<Vec<_>>());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        lost.iter().take(5).collect::<Vec<_>>()
+    );
     // Rule state survived: 20 more are allowed, then denied.
     let mut allowed = 0;
     for _ in 0..25 {
-        let (_, d) = s.post("/api/add_and_check", &json!({"type":"capped","ts":ts,"user":"u"})).await;
+        let (_, d) = s
+            .post(
+                "/api/add_and_check",
+                &json!({"type":"capped","ts":ts,"user":"u"}),
+            )
+            .await;
         allowed += (d["decision"] == "allow") as usize;
     }
     assert_eq!(allowed, 20);

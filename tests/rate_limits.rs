@@ -20,7 +20,9 @@ async fn flood(s: &Arc<Server>, event: Value, n: usize) -> (usize, Vec<Value>) {
     for _ in 0..n {
         let s = s.clone();
         let e = event.clone();
-        tasks.push(tokio::spawn(async move { s.post("/api/add_and_check", &e).await }));
+        tasks.push(tokio::spawn(async move {
+            s.post("/api/add_and_check", &e).await
+        }));
     }
     let mut allowed = 0;
     let mut all = Vec::new();
@@ -41,8 +43,12 @@ async fn hundred_orders_per_minute_for_one_seller_exactly() {
     let s = Arc::new(Server::start(dir.path()).await);
     assert_eq!(s.statements(RULES).await.0, 200);
     let ts = now_ms() - 1_000;
-    let (allowed, decisions) =
-        flood(&s, json!({"type":"neworder","ts":ts,"seller":"usedcardealer","amount":50}), 400).await;
+    let (allowed, decisions) = flood(
+        &s,
+        json!({"type":"neworder","ts":ts,"seller":"usedcardealer","amount":50}),
+        400,
+    )
+    .await;
     assert_eq!(allowed, 100, "exactly the limit is admitted");
     let denied = decisions.iter().find(|d| d["decision"] == "deny").unwrap();
     let by_rule: Vec<(&str, &str)> = denied["rules"]
@@ -54,11 +60,26 @@ async fn hundred_orders_per_minute_for_one_seller_exactly() {
     assert!(by_rule.contains(&("seller_orders", "deny")), "{denied}");
     assert!(by_rule.contains(&("daily_sales", "allow")), "{denied}");
     // The 300 denied events used up none of the daily quota: 100 × $50 counted, no more.
-    let (_, d) = s.post("/api/check", &json!({"type":"neworder","ts":ts,"seller":"usedcardealer","amount":1})).await;
-    let sales = d["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "daily_sales").unwrap();
+    let (_, d) = s
+        .post(
+            "/api/check",
+            &json!({"type":"neworder","ts":ts,"seller":"usedcardealer","amount":1}),
+        )
+        .await;
+    let sales = d["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "daily_sales")
+        .unwrap();
     assert_eq!(sales["value"].as_f64(), Some(5000.0), "{d}");
     // Other sellers are not limited by the first rule.
-    let (allowed, _) = flood(&s, json!({"type":"neworder","ts":ts,"seller":"other","amount":1}), 150).await;
+    let (allowed, _) = flood(
+        &s,
+        json!({"type":"neworder","ts":ts,"seller":"other","amount":1}),
+        150,
+    )
+    .await;
     assert_eq!(allowed, 150);
 }
 
@@ -68,12 +89,41 @@ async fn ten_thousand_dollars_per_day_for_any_seller_exactly() {
     let s = Arc::new(Server::start(dir.path()).await);
     assert_eq!(s.statements(RULES).await.0, 200);
     let ts = now_ms() - 1_000;
-    let (allowed, _) = flood(&s, json!({"type":"neworder","ts":ts,"seller":"s1","amount":30}), 400).await;
-    assert_eq!(allowed, 333, "333 × $30 = $9990; the next would pass $10000");
-    let (allowed, _) = flood(&s, json!({"type":"neworder","ts":ts,"seller":"s2","amount":100}), 400).await;
-    assert_eq!(allowed, 100, "exactly $10000 is allowed, a cent more is not");
-    let (_, d) = s.post("/api/check", &json!({"type":"neworder","ts":ts,"seller":"s2","amount":1})).await;
-    assert_eq!(d["decision"], "allow", "a read-only check at the limit still allows: {d}");
-    let (_, d) = s.post("/api/add_and_check", &json!({"type":"neworder","ts":ts,"seller":"s2","amount":1})).await;
+    let (allowed, _) = flood(
+        &s,
+        json!({"type":"neworder","ts":ts,"seller":"s1","amount":30}),
+        400,
+    )
+    .await;
+    assert_eq!(
+        allowed, 333,
+        "333 × $30 = $9990; the next would pass $10000"
+    );
+    let (allowed, _) = flood(
+        &s,
+        json!({"type":"neworder","ts":ts,"seller":"s2","amount":100}),
+        400,
+    )
+    .await;
+    assert_eq!(
+        allowed, 100,
+        "exactly $10000 is allowed, a cent more is not"
+    );
+    let (_, d) = s
+        .post(
+            "/api/check",
+            &json!({"type":"neworder","ts":ts,"seller":"s2","amount":1}),
+        )
+        .await;
+    assert_eq!(
+        d["decision"], "allow",
+        "a read-only check at the limit still allows: {d}"
+    );
+    let (_, d) = s
+        .post(
+            "/api/add_and_check",
+            &json!({"type":"neworder","ts":ts,"seller":"s2","amount":1}),
+        )
+        .await;
     assert_eq!(d["decision"], "deny", "{d}");
 }

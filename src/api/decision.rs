@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use weir_core::{format_duration, EventId};
-use weir_rules::Decision;
+use weir_rules::{Decision, Verdict};
 
 /// `{"decision":"allow"|"deny","event_id":…,"rules":[{"rule","key","value","threshold","window","decision"}]}`.
 pub fn decision_json(d: &Decision, event_id: Option<EventId>) -> Value {
@@ -18,7 +18,7 @@ pub fn decision_json(d: &Decision, event_id: Option<EventId>) -> Value {
                 "window": r.window_ms.map(format_duration),
                 "window_start": r.window_start,
                 "window_end": r.window_end,
-                "decision": if r.allowed { "allow" } else { "deny" },
+                "decision": match r.decision { Verdict::Allow => "allow", Verdict::Deny => "deny" },
             })
         })
         .collect();

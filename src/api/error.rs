@@ -31,7 +31,10 @@ impl ApiError {
     }
     /// Any status with a message.
     pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
-        Self { status, body: json!({ "error": msg.into() }) }
+        Self {
+            status,
+            body: json!({ "error": msg.into() }),
+        }
     }
     /// Add a field to the body.
     pub fn with(mut self, key: &str, value: Value) -> Self {

@@ -33,7 +33,11 @@ fn shape_errors(errors: Vec<ShapeError>) -> ApiError {
         .into_iter()
         .map(|e| json!({ "index": e.index, "error": e.reason }))
         .collect();
-    let msg = if n == 1 { first } else { format!("{n} invalid events; first: {first}") };
+    let msg = if n == 1 {
+        first
+    } else {
+        format!("{n} invalid events; first: {first}")
+    };
     ApiError::bad_request(msg).with("errors", Value::Array(list))
 }
 
@@ -50,18 +54,22 @@ pub async fn add_events(
         None => false,
         Some("durable") => true,
         Some(other) => {
-            return Err(ApiError::bad_request(format!("unknown wait={other:?}: the only value is 'durable'")))
+            return Err(ApiError::bad_request(format!(
+                "unknown wait={other:?}: the only value is 'durable'"
+            )))
         }
     };
     add_and_answer(&app, &events, durable).await
 }
 
-async fn add_and_answer(app: &App, events: &[Event], durable: bool) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (ids, receipts) = app.add(events);
+async fn add_and_answer(
+    app: &App,
+    events: &[Event],
+    durable: bool,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (ids, receipt) = app.add(events, Vec::new());
     let status = if durable {
-        for r in receipts {
-            r.await.map_err(ApiError::internal)?;
-        }
+        receipt.await.map_err(ApiError::internal)?;
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
@@ -85,7 +93,10 @@ fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<
             for (i, item) in items.iter().enumerate() {
                 match parse_event(item, &opts) {
                     Ok(e) => events.push(e),
-                    Err(reason) => errors.push(ShapeError { index: Some(i), reason }),
+                    Err(reason) => errors.push(ShapeError {
+                        index: Some(i),
+                        reason,
+                    }),
                 }
             }
             if errors.is_empty() {
@@ -96,16 +107,28 @@ fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<
         }
         other => parse_event(&other, &opts)
             .map(OneOrMany::One)
-            .map_err(|reason| shape_errors(vec![ShapeError { index: None, reason }])),
+            .map_err(|reason| {
+                shape_errors(vec![ShapeError {
+                    index: None,
+                    reason,
+                }])
+            }),
     }
 }
 
 /// `POST /api/check`: decide from the current state, without adding the event. An array
 /// body gives an array of decisions.
-pub async fn check(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+pub async fn check(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(match read_check_body(&app, body)? {
         OneOrMany::One(e) => decision_json(&app.check(&e), None),
-        OneOrMany::Many(es) => Value::Array(es.iter().map(|e| decision_json(&app.check(e), None)).collect()),
+        OneOrMany::Many(es) => Value::Array(
+            es.iter()
+                .map(|e| decision_json(&app.check(e), None))
+                .collect(),
+        ),
     }))
 }
 
@@ -147,9 +170,13 @@ fn flag(qs: &str, name: &str) -> Option<String> {
 }
 
 /// `POST /event?evtname=…&…`: add (202 with the id), or with `result=true` add_and_check.
-pub async fn post_event(State(app): State<Arc<App>>, RawQuery(qs): RawQuery) -> ApiResult<impl IntoResponse> {
+pub async fn post_event(
+    State(app): State<Arc<App>>,
+    RawQuery(qs): RawQuery,
+) -> ApiResult<impl IntoResponse> {
     let qs = qs.unwrap_or_default();
-    let event = parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| shape_errors(vec![e]))?;
+    let event =
+        parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| shape_errors(vec![e]))?;
     if matches!(flag(&qs, "result").as_deref(), Some("true") | Some("1")) {
         let v = add_and_check_one(&app, &event).await?;
         Ok((StatusCode::OK, Json(v)))
@@ -159,18 +186,27 @@ pub async fn post_event(State(app): State<Arc<App>>, RawQuery(qs): RawQuery) -> 
 }
 
 /// `GET /event?evtname=…&…` checks that event; `GET /event?id=N` checks the stored event N.
-pub async fn get_event(State(app): State<Arc<App>>, RawQuery(qs): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn get_event(
+    State(app): State<Arc<App>>,
+    RawQuery(qs): RawQuery,
+) -> ApiResult<Json<Value>> {
     let qs = qs.unwrap_or_default();
     if let Some(id) = flag(&qs, "id") {
-        let id: u64 = id.parse().map_err(|_| ApiError::bad_request(format!("id={id:?} is not an event id")))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("id={id:?} is not an event id")))?;
         let store = app.store.clone();
-        let record = tokio::task::spawn_blocking(move || store.get(id))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
+        let record = tokio::task::spawn_blocking(move || -> weir_storage::Result<_> {
+            let first = store.scan_seq(id.saturating_sub(1))?.next().transpose()?;
+            Ok(first.filter(|r| r.seq == id && !r.denied))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
         return Ok(Json(decision_json(&app.check(&record.event), Some(id))));
     }
-    let event = parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| shape_errors(vec![e]))?;
+    let event =
+        parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| shape_errors(vec![e]))?;
     Ok(Json(decision_json(&app.check(&event), None)))
 }

@@ -42,5 +42,8 @@ pub async fn home() -> Html<&'static str> {
 
 /// Unknown routes.
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no route {}; see GET /help", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route {}; see GET /help", uri.path()),
+    )
 }

@@ -33,10 +33,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/help", get(misc::help))
         .route("/api/statements", post(statements::apply))
         .route("/api/queries", get(queries::list_queries))
-        .route("/api/queries/{name}", get(queries::get_query).delete(queries::delete_query))
+        .route(
+            "/api/queries/{name}",
+            get(queries::get_query).delete(queries::delete_query),
+        )
         .route("/api/queries/{name}/result", get(queries::result))
         .route("/api/rules", get(queries::list_rules))
-        .route("/api/rules/{name}", get(queries::get_rule).delete(queries::delete_rule))
+        .route(
+            "/api/rules/{name}",
+            get(queries::get_rule).delete(queries::delete_rule),
+        )
         .route("/api/events", post(events::add_events))
         .route("/api/check", post(events::check))
         .route("/api/add_and_check", post(events::add_and_check))

@@ -20,7 +20,10 @@ pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<Value>>
 }
 
 /// `GET /api/queries/{name}`.
-pub async fn get_query(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_query(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     catalog::query_definitions(&app)
         .map_err(ApiError::internal)?
         .into_iter()
@@ -30,7 +33,10 @@ pub async fn get_query(State(app): State<Arc<App>>, Path(name): Path<String>) ->
 }
 
 /// `DELETE /api/queries/{name}`.
-pub async fn delete_query(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn delete_query(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     let _guard = app.statements.lock().await;
     catalog::drop_query(&app, &name)?;
     Ok(Json(json!({ "statement": "drop_query", "name": name })))
@@ -43,7 +49,10 @@ pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
 }
 
 /// `GET /api/rules/{name}`.
-pub async fn get_rule(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_rule(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     catalog::rule_definitions(&app)
         .map_err(ApiError::internal)?
         .into_iter()
@@ -53,7 +62,10 @@ pub async fn get_rule(State(app): State<Arc<App>>, Path(name): Path<String>) -> 
 }
 
 /// `DELETE /api/rules/{name}`.
-pub async fn delete_rule(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn delete_rule(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     let _guard = app.statements.lock().await;
     catalog::drop_rule(&app, &name)?;
     Ok(Json(json!({ "statement": "drop_rule", "name": name })))
@@ -63,7 +75,8 @@ fn time_param(params: &HashMap<String, String>, name: &str) -> ApiResult<Option<
     params
         .get(name)
         .map(|v| {
-            weir_core::parse_time(v).map_err(|e| ApiError::bad_request(format!("parameter '{name}': {e}")))
+            weir_core::parse_time(v)
+                .map_err(|e| ApiError::bad_request(format!("parameter '{name}': {e}")))
         })
         .transpose()
 }
@@ -91,15 +104,26 @@ pub fn read_request(params: &HashMap<String, String>) -> ApiResult<ReadRequest> 
         .map(|s| {
             weir_core::parse_duration(s)
                 .or_else(|_| s.parse::<i64>().map_err(|_| ()))
-                .map_err(|_| ApiError::bad_request(format!("parameter 'step': {s:?} is not a duration")))
+                .map_err(|_| {
+                    ApiError::bad_request(format!("parameter 'step': {s:?} is not a duration"))
+                })
         })
         .transpose()?;
     let mut keys: Vec<(String, Value)> = params
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix("key.").map(|f| (f.to_string(), key_value(v))))
+        .filter_map(|(k, v)| {
+            k.strip_prefix("key.")
+                .map(|f| (f.to_string(), key_value(v)))
+        })
         .collect();
     keys.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(ReadRequest { at: time_param(params, "at")?, from: time_param(params, "from")?, to: time_param(params, "to")?, step, keys })
+    Ok(ReadRequest {
+        at: time_param(params, "at")?,
+        from: time_param(params, "from")?,
+        to: time_param(params, "to")?,
+        step,
+        keys,
+    })
 }
 
 /// `GET /api/queries/{name}/result?at=…|from=…&to=…[&step=…][&key.F=V…]`.
@@ -123,7 +147,11 @@ pub fn row_json(r: weir_engine::Row) -> Value {
     let mut o = Map::new();
     o.insert("key".into(), Value::Object(r.key));
     o.insert("values".into(), Value::Object(r.values));
-    for (k, t) in [("bucket_start", r.bucket_start), ("window_start", r.window_start), ("window_end", r.window_end)] {
+    for (k, t) in [
+        ("bucket_start", r.bucket_start),
+        ("window_start", r.window_start),
+        ("window_end", r.window_end),
+    ] {
         if let Some(t) = t {
             o.insert(k.into(), json!(t));
         }

@@ -13,9 +13,13 @@ use crate::app::App;
 
 /// Parse, check and apply every statement of the body; on any error nothing is applied and
 /// the answer is 400 with `line` and `column`.
-pub async fn apply(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+pub async fn apply(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
     let body = body?;
-    let text = std::str::from_utf8(&body).map_err(|e| ApiError::bad_request(format!("body is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_request(format!("body is not UTF-8: {e}")))?;
     let _guard = app.statements.lock().await;
     let app2 = app.clone();
     let text = text.to_string();

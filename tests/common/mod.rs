@@ -23,7 +23,11 @@ pub struct Server {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -39,11 +43,16 @@ impl Server {
 
     async fn start_on(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
-        cmd.args(["serve", "--http", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "serve",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -53,8 +62,14 @@ impl Server {
             url: format!("http://127.0.0.1:{port}"),
             data_dir: data_dir.to_path_buf(),
             port,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            client: reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(512)
+                .build()
+                .unwrap(),
         };
         server.wait_healthy().await;
         server
@@ -63,12 +78,20 @@ impl Server {
     async fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = self.client.get(format!("{}/healthz", self.url)).send().await {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/healthz", self.url))
+                .send()
+                .await
+            {
                 if r.status() == 200 {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "weir did not become healthy in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "weir did not become healthy in 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -93,7 +116,7 @@ impl Server {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let fresh = Self::start_on(&self.data_dir.clone(), self.port, &env).await;
         let old = std::mem::replace(self, fresh);
-        std::mem::forget(old.child);
+        drop(old);
     }
 
     /// A client for this server.
@@ -116,14 +139,25 @@ impl Server {
 
     /// POST JSON to a path; returns (status, body).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self.client.post(format!("{}{path}", self.url)).json(body).send().await.unwrap();
+        let r = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// GET a path; returns (status, body).
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -138,5 +172,8 @@ impl Drop for Server {
 
 /// Now in unix milliseconds.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
