@@ -185,10 +185,9 @@ async fn measure(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let intended = if args.rate == 0 {
-                    Instant::now()
-                } else {
-                    start + Duration::from_nanos(i * 1_000_000_000 / args.rate)
+                let intended = match (i * 1_000_000_000).checked_div(args.rate) {
+                    Some(ns) => start + Duration::from_nanos(ns),
+                    None => Instant::now(),
                 };
                 if intended >= end || Instant::now() >= end {
                     break;

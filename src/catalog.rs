@@ -59,10 +59,8 @@ fn precheck<'a>(app: &App, statements: impl Iterator<Item = &'a Statement>) -> A
                 }
                 queries.insert(q.name.name.clone());
             }
-            Statement::DropQuery(n) => {
-                if !queries.remove(&n.name) {
-                    return Err(ApiError::not_found(format!("no query named '{n}'")));
-                }
+            Statement::DropQuery(n) if !queries.remove(&n.name) => {
+                return Err(ApiError::not_found(format!("no query named '{n}'")));
             }
             Statement::CreateRule(r) => {
                 if !r.or_replace && rules.contains(&r.name.name) {
@@ -76,10 +74,8 @@ fn precheck<'a>(app: &App, statements: impl Iterator<Item = &'a Statement>) -> A
                 }
                 rules.insert(r.name.name.clone());
             }
-            Statement::DropRule(n) => {
-                if !rules.remove(&n.name) {
-                    return Err(ApiError::not_found(format!("no rule named '{n}'")));
-                }
+            Statement::DropRule(n) if !rules.remove(&n.name) => {
+                return Err(ApiError::not_found(format!("no rule named '{n}'")));
             }
             _ => {}
         }
