@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use weir_inputs::{AmqpConfig, KafkaConfig, UdpConfig};
 
 /// Everything `weir serve` can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +40,15 @@ pub struct ServeConfig {
     pub durable: bool,
     /// Bind to a non-loopback address without API keys.
     pub insecure: bool,
+    /// The UDP input (`[udp]`, or `--udp ADDR`).
+    #[serde(skip_serializing)]
+    pub udp: Option<UdpConfig>,
+    /// The AMQP input (`[amqp]`, or `--amqp URL --amqp-queue Q`).
+    #[serde(skip_serializing)]
+    pub amqp: Option<AmqpConfig>,
+    /// The Kafka input (`[kafka]`, or `--kafka-brokers … --kafka-topic … --kafka-group …`).
+    #[serde(skip_serializing)]
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl Default for ServeConfig {
@@ -55,6 +65,9 @@ impl Default for ServeConfig {
             shards: 64,
             durable: true,
             insecure: false,
+            udp: None,
+            amqp: None,
+            kafka: None,
         }
     }
 }

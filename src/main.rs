@@ -10,6 +10,7 @@
 //! - [`catalog`]: applying DSL statements, and restoring them on start.
 //! - [`recovery`]: checkpoints, and replay of the log after the last one.
 //! - [`oneshot`]: bare SELECTs over stored events.
+//! - [`sink`]: the inputs (UDP, AMQP, Kafka) feeding the app.
 //! - [`client`]: the client subcommands.
 //! - [`bench`]: the open-loop load generator.
 
@@ -21,6 +22,7 @@ mod client;
 mod config;
 mod oneshot;
 mod recovery;
+mod sink;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,6 +93,27 @@ struct ServeArgs {
     /// Allow listening on a non-loopback address without API keys.
     #[arg(long)]
     insecure: bool,
+    /// Read events from UDP datagrams on this address.
+    #[arg(long, value_name = "ADDR")]
+    udp: Option<SocketAddr>,
+    /// Read events from this AMQP broker (with --amqp-queue).
+    #[arg(long, value_name = "URL", requires = "amqp_queue")]
+    amqp: Option<String>,
+    /// The AMQP queue to consume.
+    #[arg(long, value_name = "QUEUE", requires = "amqp")]
+    amqp_queue: Option<String>,
+    /// Unacknowledged AMQP deliveries at once.
+    #[arg(long, requires = "amqp")]
+    amqp_prefetch: Option<u16>,
+    /// Read events from these Kafka brokers (with --kafka-topic and --kafka-group).
+    #[arg(long, value_name = "HOST:PORT,…", requires_all = ["kafka_topic", "kafka_group"])]
+    kafka_brokers: Option<String>,
+    /// The Kafka topic to consume.
+    #[arg(long, requires = "kafka_brokers")]
+    kafka_topic: Option<String>,
+    /// The Kafka consumer group.
+    #[arg(long, requires = "kafka_brokers")]
+    kafka_group: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,6 +135,21 @@ fn main() -> anyhow::Result<()> {
                 cfg.data_dir = d;
             }
             cfg.insecure |= args.insecure;
+            if let Some(addr) = args.udp {
+                cfg.udp = Some(weir_inputs::UdpConfig::new(addr));
+            }
+            if let (Some(url), Some(queue)) = (args.amqp, args.amqp_queue) {
+                let mut amqp = weir_inputs::AmqpConfig::new(url, queue);
+                if let Some(p) = args.amqp_prefetch {
+                    amqp.prefetch = p;
+                }
+                cfg.amqp = Some(amqp);
+            }
+            if let (Some(b), Some(t), Some(g)) =
+                (args.kafka_brokers, args.kafka_topic, args.kafka_group)
+            {
+                cfg.kafka = Some(weir_inputs::KafkaConfig::new(b, t, g));
+            }
             rt.block_on(recovery::serve(cfg))
         }
         Command::Apply { file, text, url } => rt.block_on(client::apply(&url, file, text)),

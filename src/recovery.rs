@@ -61,9 +61,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.http))?;
     tracing::info!(addr = %cfg.http, data_dir = %cfg.data_dir.display(), "weir is listening");
     let checkpointer = tokio::spawn(checkpoint_loop(app.clone()));
+    let (stop_inputs, inputs_shutdown) = weir_inputs::shutdown_channel();
+    let inputs = crate::sink::start_inputs(&app, &inputs_shutdown)?;
     axum::serve(listener, crate::api::router(app.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    let _ = stop_inputs.send(true);
+    for input in inputs {
+        let _ = input.await;
+    }
     checkpointer.abort();
     tracing::info!("shutting down: flushing the log and writing a checkpoint");
     let app2 = app.clone();

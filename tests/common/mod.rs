@@ -18,6 +18,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     port: u16,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     client: reqwest::Client,
 }
 
@@ -33,7 +34,22 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Start a server on `data_dir` with extra flags and environment, wait until healthy.
     pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        Self::start_on(data_dir, free_port(), env).await
+        Self::start_on(data_dir, free_port(), &[], env).await
+    }
+
+    /// Apply `dsl` on a server without inputs, stop it, and start it again on the same data
+    /// dir with `args` (so queries exist before inputs deliver anything).
+    pub async fn prepared(data_dir: &Path, dsl: &str, args: &[&str]) -> Server {
+        let mut first = Self::start(data_dir).await;
+        let (st, body) = first.statements(dsl).await;
+        assert_eq!(st, 200, "{body}");
+        first.terminate();
+        Self::start_args(data_dir, args).await
+    }
+
+    /// Start a server on `data_dir` with extra command-line flags, wait until healthy.
+    pub async fn start_args(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_on(data_dir, free_port(), args, &[]).await
     }
 
     /// Start a server on `data_dir`, wait until healthy.
@@ -41,7 +57,7 @@ impl Server {
         Self::start_with(data_dir, &[]).await
     }
 
-    async fn start_on(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+    async fn start_on(data_dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
         cmd.args([
             "serve",
@@ -50,6 +66,7 @@ impl Server {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -66,6 +83,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(512)
                 .build()
@@ -114,7 +132,9 @@ impl Server {
     pub async fn restart(&mut self) {
         let env: Vec<(String, String)> = self.env.clone();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let fresh = Self::start_on(&self.data_dir.clone(), self.port, &env).await;
+        let args: Vec<String> = self.args.clone();
+        let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+        let fresh = Self::start_on(&self.data_dir.clone(), self.port, &args, &env).await;
         let old = std::mem::replace(self, fresh);
         drop(old);
     }
