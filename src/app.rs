@@ -17,7 +17,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use weir_analytics::{KeyIndex, StatsSeries};
 use weir_core::{Clock, Event, EventId, ShapeOptions};
 use weir_engine::Engine;
 use weir_rules::{Decision, RuleSet};
@@ -45,6 +47,40 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Serialises DSL statements so catalogue and engine change together.
     pub statements: tokio::sync::Mutex<()>,
+    /// Field keys and 48 h stats of every accepted event (seeds 001, 003).
+    pub insights: Mutex<Insights>,
+}
+
+/// What the analytics routes keep about every accepted event; checkpointed with the engine.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Insights {
+    /// Field names and their most frequent values, per type.
+    pub keys: KeyIndex,
+    /// Counts per type in time buckets over the last 48 h.
+    pub stats: StatsSeries,
+}
+
+impl Insights {
+    /// Count one accepted event.
+    pub fn observe(&mut self, event: &Event) {
+        self.keys.observe(event);
+        self.stats.observe(event);
+    }
+}
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    engine: &'a weir_engine::EngineCheckpoint,
+    insights: &'a Insights,
+}
+
+/// Everything a checkpoint holds: the engine's state and the insights, as of one event id.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The engine.
+    pub engine: weir_engine::EngineCheckpoint,
+    /// Keys and stats.
+    pub insights: Insights,
 }
 
 /// What happened to one event sent through [`App::add_and_check`].
@@ -78,6 +114,7 @@ impl App {
             submitting: RwLock::new(()),
             clock,
             statements: tokio::sync::Mutex::new(()),
+            insights: Mutex::new(Insights::default()),
         }
     }
 
@@ -117,6 +154,9 @@ impl App {
             });
             seq
         });
+        let mut insights = self.insights.lock();
+        events.iter().for_each(|e| insights.observe(e));
+        drop(insights);
         let receipt = self.log.submit(records, positions);
         (ids, receipt)
     }
@@ -134,6 +174,9 @@ impl App {
             });
             seq
         });
+        if decision.allowed {
+            self.insights.lock().observe(event);
+        }
         let records = record.into_iter().collect();
         Checked {
             decision,
@@ -149,9 +192,14 @@ impl App {
 
     /// A consistent snapshot of the engine and the highest event id it includes. No event is
     /// being applied while it is taken.
-    pub fn snapshot(&self) -> (u64, weir_engine::EngineCheckpoint) {
+    pub fn snapshot(&self) -> (u64, Vec<u8>) {
         let _gate = self.submitting.write();
-        (self.last_seq(), self.engine.checkpoint())
+        let snapshot = SnapshotRef {
+            engine: &self.engine.checkpoint(),
+            insights: &self.insights.lock(),
+        };
+        let bytes = serde_json::to_vec(&snapshot).expect("engine state serialises");
+        (self.last_seq(), bytes)
     }
 
     /// Wait until every event that already has an id is queued for the log, then until the

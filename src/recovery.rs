@@ -8,11 +8,11 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use weir_core::SystemClock;
-use weir_engine::{Engine, EngineCheckpoint, EngineConfig};
+use weir_engine::{Engine, EngineConfig};
 use weir_rules::RuleSet;
 use weir_storage::{EmbeddedConfig, EmbeddedStore, GroupCommit, Storage};
 
-use crate::app::App;
+use crate::app::{App, Snapshot};
 use crate::config::ServeConfig;
 
 /// Run `weir serve` until a shutdown signal.
@@ -81,11 +81,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 fn restore_state(app: &App) -> anyhow::Result<u64> {
     let mut from = 0;
     if let Some((seq, bytes)) = app.store.latest_checkpoint()? {
-        let cp: EngineCheckpoint =
-            serde_json::from_slice(&bytes).context("reading the engine checkpoint")?;
+        let cp: Snapshot = serde_json::from_slice(&bytes).context("reading the checkpoint")?;
         app.engine
-            .restore(&cp)
+            .restore(&cp.engine)
             .context("restoring the engine checkpoint")?;
+        *app.insights.lock() = cp.insights;
         from = seq;
     }
     let mut replayed = 0;
@@ -93,17 +93,17 @@ fn restore_state(app: &App) -> anyhow::Result<u64> {
         let record = record?;
         if !record.denied {
             app.engine.apply(&record.event, || record.seq);
+            app.insights.lock().observe(&record.event);
             replayed += 1;
         }
     }
     Ok(replayed)
 }
 
-/// Write a checkpoint of the engine once the log holds every event it includes.
+/// Write a checkpoint once the log holds every event it includes.
 pub fn checkpoint(app: &App) -> anyhow::Result<()> {
-    let (seq, cp) = app.snapshot();
+    let (seq, bytes) = app.snapshot();
     app.flush_blocking()?;
-    let bytes = serde_json::to_vec(&cp)?;
     app.store.put_checkpoint(seq, &bytes)?;
     tracing::debug!(seq, bytes = bytes.len(), "checkpoint written");
     Ok(())

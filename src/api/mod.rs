@@ -6,8 +6,10 @@
 //! - [`statements`]: `POST /api/statements` (DSL text).
 //! - [`queries`]: query and rule definitions, results.
 //! - [`decision`]: a rules decision as JSON.
+//! - [`analytics`]: the event store and analytics (events listing, JSON query, stats, keys).
 //! - [`misc`]: `/healthz`, `/help`, the home page.
 
+pub mod analytics;
 pub mod decision;
 pub mod error;
 pub mod events;
@@ -43,7 +45,16 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/rules/{name}",
             get(queries::get_rule).delete(queries::delete_rule),
         )
-        .route("/api/events", post(events::add_events))
+        .route(
+            "/api/events",
+            post(events::add_events).get(analytics::list_events),
+        )
+        .route("/api/events/query", post(analytics::query_events))
+        .route("/api/query", post(analytics::json_query))
+        .route("/api/query/schema", get(analytics::json_query_schema))
+        .route("/api/stats", get(analytics::stats))
+        .route("/api/stats/{type}", get(analytics::stats_type))
+        .route("/api/keys", get(analytics::keys))
         .route("/api/check", post(events::check))
         .route("/api/add_and_check", post(events::add_and_check))
         .route("/event", post(events::post_event).get(events::get_event))
