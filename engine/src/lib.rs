@@ -9,6 +9,7 @@
 //! - [`expr`]: compiled per-event and per-row expressions and their evaluation.
 //! - [`agg`]: aggregate kernels, HyperLogLog and the quantile sketch.
 //! - [`window`]: one key's buckets, stored together as prefix sums.
+//! - [`tree`]: the segment tree over a key's non-invertible per-bucket states.
 //! - [`shard`]: a (query, shard) state: key table, watermark, lateness, eviction.
 //! - [`locked`]: the per-event context holding every touched shard lock.
 //! - [`read`]: results: window rows, series rows, HOP rows, views over queries.
@@ -23,8 +24,7 @@
 //! buckets sit in one contiguous buffer as prefix sums, so one event is one hash lookup
 //! plus an update of the last entry, and any window is two binary searches and a
 //! subtraction — O(log(w/g)) whatever its length. Non-invertible aggregates keep one state
-//! per bucket and merge the window's buckets when read (see the README of known limits in
-//! docs/architecture.md).
+//! per bucket as the leaves of a segment tree, so a window merges O(log(w/g)) nodes.
 //!
 //! Sequencing: [`Engine::apply`] calls its `seq` closure exactly once while it holds the
 //! locks of every shard the event touches (taken in the global order (query id, shard)).
@@ -43,6 +43,7 @@ pub mod locked;
 pub mod plan;
 pub mod read;
 pub mod shard;
+pub mod tree;
 pub mod window;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

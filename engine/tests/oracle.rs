@@ -201,7 +201,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn sliding_windows_equal_a_recount(evs in arb_events(), w_buckets in 1i64..6, at in 0i64..45_000) {
+    fn sliding_windows_equal_a_recount(evs in arb_events(), w_buckets in 1i64..16, at in 0i64..45_000) {
         let w = w_buckets * G;
         let e = engine(&all_aggs(Some(w)));
         for ev in &evs { e.apply(&to_event(ev), || 0); }
