@@ -9,10 +9,12 @@
 //! - [`expr`]: compiled per-event and per-row expressions and their evaluation.
 //! - [`agg`]: aggregate kernels, HyperLogLog and the quantile sketch.
 //! - [`window`]: one key's buckets, stored together as prefix sums.
+//! - [`tree`]: the segment tree over a key's non-invertible per-bucket states.
 //! - [`shard`]: a (query, shard) state: key table, watermark, lateness, eviction.
 //! - [`locked`]: the per-event context holding every touched shard lock.
 //! - [`read`]: results: window rows, series rows, HOP rows, views over queries.
 //! - [`checkpoint`]: serialising and restoring all state.
+//! - [`backfill`]: shadow versions of a query, fed live and from the log, then promoted.
 //! - [`hash`]: the stable key hash.
 //!
 //! # Design
@@ -22,8 +24,7 @@
 //! buckets sit in one contiguous buffer as prefix sums, so one event is one hash lookup
 //! plus an update of the last entry, and any window is two binary searches and a
 //! subtraction — O(log(w/g)) whatever its length. Non-invertible aggregates keep one state
-//! per bucket and merge the window's buckets when read (see the README of known limits in
-//! docs/architecture.md).
+//! per bucket as the leaves of a segment tree, so a window merges O(log(w/g)) nodes.
 //!
 //! Sequencing: [`Engine::apply`] calls its `seq` closure exactly once while it holds the
 //! locks of every shard the event touches (taken in the global order (query id, shard)).
@@ -33,6 +34,7 @@
 //! restoring a checkpoint reproduces exactly the state of a run that never stopped.
 
 pub mod agg;
+pub mod backfill;
 pub mod checkpoint;
 pub mod error;
 pub mod expr;
@@ -41,16 +43,19 @@ pub mod locked;
 pub mod plan;
 pub mod read;
 pub mod shard;
+pub mod tree;
 pub mod window;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use weir_core::Event;
 use weir_query_lang::ast::{Expr, Select};
+use weir_query_lang::QueryShape;
 
+pub use backfill::Shadow;
 pub use checkpoint::EngineCheckpoint;
 pub use error::{EngineError, Result};
 pub use locked::{Condition, Evaluation, Locked};
@@ -103,9 +108,19 @@ pub struct QueryRt {
     pub plan: Plan,
     /// Shards.
     pub shards: Box<[Mutex<Shard>]>,
+    /// False while this version is a [`Shadow`] being backfilled: it receives events but
+    /// is invisible to reads, listings, rules and checkpoints. Changed only under the
+    /// catalogue write lock.
+    visible: AtomicBool,
 }
 
 impl QueryRt {
+    /// Whether this version is the one reads and rules see (not a shadow).
+    #[inline]
+    pub fn is_visible(&self) -> bool {
+        self.visible.load(Ordering::Relaxed)
+    }
+
     /// Largest watermark over the shards.
     pub fn watermark(&self) -> Option<i64> {
         self.shards.iter().filter_map(|s| s.lock().watermark).max()
@@ -180,27 +195,41 @@ impl Engine {
         owned: bool,
     ) -> Result<()> {
         let mut cat = self.catalog.write();
+        let q = self.new_query(&cat, name, select, extra, owned, true)?;
+        cat.retain(|q| q.name != name || !q.is_visible());
+        cat.push(Arc::new(q));
+        Ok(())
+    }
+
+    /// Compile a new version of a query (not yet in the catalogue).
+    pub(crate) fn new_query(
+        &self,
+        cat: &[Arc<QueryRt>],
+        name: &str,
+        select: &Select,
+        extra: &[&Expr],
+        owned: bool,
+        visible: bool,
+    ) -> Result<QueryRt> {
         let plan = Plan::compile(select, extra, self.retention(), &|n| {
-            n != name && cat.iter().any(|q| q.name == n)
+            n != name && cat.iter().any(|q| q.name == n && q.is_visible())
         })?;
-        let q = QueryRt {
+        Ok(QueryRt {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             name: name.to_string(),
             owned,
             plan,
             shards: (0..self.cfg.shards).map(|_| Mutex::default()).collect(),
-        };
-        cat.retain(|q| q.name != name);
-        cat.push(Arc::new(q));
-        Ok(())
+            visible: AtomicBool::new(visible),
+        })
     }
 
-    /// Drop a query.
+    /// Drop a query (and any shadow of it being backfilled: promoting that fails).
     pub fn drop_query(&self, name: &str) -> Result<()> {
         let mut cat = self.catalog.write();
-        let n = cat.len();
+        let existed = cat.iter().any(|q| q.name == name && q.is_visible());
         cat.retain(|q| q.name != name);
-        if cat.len() == n {
+        if !existed {
             return Err(EngineError::UnknownQuery(name.to_string()));
         }
         Ok(())
@@ -210,14 +239,45 @@ impl Engine {
     pub fn query_names(&self) -> Vec<String> {
         let cat = self.catalog.read();
         cat.iter()
-            .filter(|q| !q.owned)
+            .filter(|q| !q.owned && q.is_visible())
             .map(|q| q.name.clone())
             .collect()
     }
 
     /// A query by name.
     pub fn query(&self, name: &str) -> Option<Arc<QueryRt>> {
-        self.catalog.read().iter().find(|q| q.name == name).cloned()
+        self.catalog
+            .read()
+            .iter()
+            .find(|q| q.name == name && q.is_visible())
+            .cloned()
+    }
+
+    /// What the analyzer needs to know about query `name`: its columns, group fields and
+    /// time shape (None if there is no such query).
+    pub fn query_shape(&self, name: &str) -> Option<QueryShape> {
+        let q = self.query(name)?;
+        let mut columns: Vec<String> = Vec::new();
+        if q.plan.wildcard {
+            if let SourceKind::Query { name: up, .. } = &q.plan.source {
+                if let Some(s) = self.query_shape(up) {
+                    columns.extend(s.group_fields);
+                    columns.extend(s.columns);
+                }
+            }
+        }
+        columns.extend(q.plan.columns.iter().map(|(n, _)| n.clone()));
+        let (granularity, window) = match q.plan.time {
+            TimeShape::Unbounded => (None, None),
+            TimeShape::Tumbling { g } => (Some(g), None),
+            TimeShape::Sliding { g, w } => (Some(g), Some(w)),
+        };
+        Some(QueryShape {
+            columns,
+            group_fields: q.plan.group.clone(),
+            granularity,
+            window,
+        })
     }
 
     /// Compile a condition (HAVING-like, over the query's columns) for a query.
@@ -277,6 +337,7 @@ impl Engine {
     pub fn metrics(&self) -> Vec<QueryMetrics> {
         let cat = self.catalog.read();
         cat.iter()
+            .filter(|q| q.is_visible())
             .map(|q| {
                 let mut m = QueryMetrics {
                     name: q.name.clone(),
@@ -309,6 +370,10 @@ impl Engine {
 
     pub(crate) fn catalog(&self) -> parking_lot::RwLockReadGuard<'_, Vec<Arc<QueryRt>>> {
         self.catalog.read()
+    }
+
+    pub(crate) fn catalog_mut(&self) -> parking_lot::RwLockWriteGuard<'_, Vec<Arc<QueryRt>>> {
+        self.catalog.write()
     }
 
     pub(crate) fn set_events_applied(&self, n: u64) {

@@ -132,19 +132,32 @@ impl<'a> Locked<'a> {
         self.ev
     }
 
-    /// Names of the queries the event matches.
+    /// Names of the (visible) queries the event matches. Shadows being backfilled are
+    /// locked and receive the event on [`Locked::apply`] but are not listed.
     pub fn matched(&self) -> impl Iterator<Item = &str> {
-        self.items.iter().map(|i| i.q.name.as_str())
+        self.items
+            .iter()
+            .filter(|i| i.q.is_visible())
+            .map(|i| i.q.name.as_str())
+    }
+
+    fn item(&self, name: &str) -> Option<&Item<'a>> {
+        self.items
+            .iter()
+            .find(|i| i.q.name == name && i.q.is_visible())
     }
 
     /// Whether query `name` matches the event.
     pub fn matches(&self, name: &str) -> bool {
-        self.items.iter().any(|i| i.q.name == name)
+        self.item(name).is_some()
     }
 
     /// Id of query `name`, if it exists.
     pub fn query_id(&self, name: &str) -> Option<u64> {
-        self.cat.iter().find(|q| q.name == name).map(|q| q.id)
+        self.cat
+            .iter()
+            .find(|q| q.name == name && q.is_visible())
+            .map(|q| q.id)
     }
 
     /// Compile a condition for query `name` (used when a query was replaced).
@@ -152,12 +165,12 @@ impl<'a> Locked<'a> {
         let q = self
             .cat
             .iter()
-            .find(|q| q.name == name)
+            .find(|q| q.name == name && q.is_visible())
             .ok_or_else(|| EngineError::UnknownQuery(name.to_string()))?;
         Condition::compile(q, e)
     }
 
-    /// Add the event to every matching query.
+    /// Add the event to every matching query (and to every shadow being backfilled).
     pub fn apply(&mut self) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
         for it in &mut self.items {
@@ -179,7 +192,7 @@ impl<'a> Locked<'a> {
         cond: &Condition,
         include_event: bool,
     ) -> Result<Option<Evaluation>> {
-        let Some(it) = self.items.iter().find(|i| i.q.name == name) else {
+        let Some(it) = self.item(name) else {
             return Ok(None);
         };
         if it.q.id != cond.query_id {

@@ -107,6 +107,9 @@ pub struct Plan {
     pub having: Option<RowExpr>,
     /// LIMIT.
     pub limit: Option<u64>,
+    /// The definition as text (the select, then any extra conditions), to tell on restore
+    /// whether a checkpointed state belongs to this definition.
+    pub shape: String,
     agg_ast: Vec<(AggKind, Option<Expr>)>,
 }
 
@@ -251,6 +254,10 @@ impl Plan {
             wildcard: false,
             having: None,
             limit: select.limit,
+            shape: std::iter::once(select.to_string())
+                .chain(extra.iter().map(|e| format!("EXTRA {e}")))
+                .collect::<Vec<_>>()
+                .join("; "),
             agg_ast: Vec::new(),
         };
         for item in &select.items {

@@ -14,14 +14,14 @@
 //! An in-order event updates the last entry only (O(1)); a late event that lands in an older
 //! bucket adds its delta to that bucket and every later one (O(buckets after it)).
 //!
-//! Non-invertible aggregates keep one [`Other`] state per bucket in `others`, in the same
-//! order; a window merges the states of its buckets.
-
-use std::collections::VecDeque;
+//! Non-invertible aggregates keep one [`Other`] state per bucket as the leaves of a
+//! [`Tree`] (a segment tree addressed by buffer position), so a window merges O(log n)
+//! nodes instead of every bucket in it.
 
 use serde_json::Value;
 
 use crate::agg::Other;
+use crate::tree::Tree;
 
 /// Words per entry before the numeric components: start and event count.
 pub const HEAD_WORDS: usize = 2;
@@ -35,7 +35,9 @@ pub struct KeyState {
     pub hash: u64,
     buf: Vec<f64>,
     head: usize,
-    others: VecDeque<Box<[Other]>>,
+    /// Leaf p holds the states of the bucket at buffer entry p + 1 (None when the plan has
+    /// no non-invertible aggregate).
+    others: Option<Box<Tree>>,
 }
 
 impl KeyState {
@@ -46,7 +48,7 @@ impl KeyState {
             hash,
             buf: vec![0.0; stride],
             head: 0,
-            others: VecDeque::new(),
+            others: None,
         }
     }
 
@@ -58,23 +60,30 @@ impl KeyState {
         head: usize,
         others: Vec<Vec<Other>>,
     ) -> Self {
+        let others = (!others.is_empty()).then(|| {
+            let leaves = std::iter::repeat_with(|| Box::new([]) as Box<[Other]>)
+                .take(head)
+                .chain(others.into_iter().map(Vec::into_boxed_slice))
+                .collect();
+            Box::new(Tree::from_leaves(leaves))
+        });
         Self {
             parts,
             hash,
             buf,
             head,
-            others: others.into_iter().map(Vec::into_boxed_slice).collect(),
+            others,
         }
     }
 
     /// The raw buffer, the sentinel's index and the per-bucket states (for checkpoints:
     /// kept exactly as held, so a restored key evolves bit for bit like the original).
     pub fn raw(&self) -> (Vec<f64>, usize, Vec<Vec<Other>>) {
-        (
-            self.buf.clone(),
-            self.head,
-            self.others.iter().map(|o| o.to_vec()).collect(),
-        )
+        let others = match &self.others {
+            Some(t) => (self.head..t.len()).map(|p| t.leaf(p).to_vec()).collect(),
+            None => Vec::new(),
+        };
+        (self.buf.clone(), self.head, others)
     }
 
     /// Number of retained non-empty buckets.
@@ -139,7 +148,10 @@ impl KeyState {
         }
         self.buf[at] = start as f64;
         if !template.is_empty() {
-            self.others.insert(pos, template.into());
+            let head = self.head;
+            self.others
+                .get_or_insert_with(|| Box::new(Tree::from_leaves(vec![Box::new([]); head])))
+                .insert(head + pos, template.into());
         }
         pos
     }
@@ -159,15 +171,21 @@ impl KeyState {
     /// The non-invertible states of bucket i.
     #[inline]
     pub fn others_mut(&mut self, i: usize) -> &mut [Other] {
-        &mut self.others[i]
+        let p = self.head + i;
+        match &mut self.others {
+            Some(t) => t.leaf_mut(p),
+            None => &mut [],
+        }
     }
 
     /// Drop buckets starting before `keep_from`.
     pub fn evict_before(&mut self, keep_from: i64, stride: usize) {
         let mut n = self.len(stride);
         while n > 0 && self.start(0, stride) < keep_from {
+            if let Some(t) = &mut self.others {
+                t.expire(self.head);
+            }
             self.head += 1;
-            self.others.pop_front();
             n -= 1;
         }
         if self.head > 0 && self.head >= n {
@@ -177,6 +195,9 @@ impl KeyState {
 
     /// Remove expired entries and rebase the prefixes on zero.
     fn compact(&mut self, stride: usize) {
+        if let Some(t) = &mut self.others {
+            t.drop_front(self.head);
+        }
         self.buf.drain(..self.head * stride);
         self.head = 0;
         let base: Vec<f64> = self.buf[1..stride].to_vec();
@@ -204,15 +225,11 @@ impl KeyState {
         }
     }
 
-    /// Merge the non-invertible states of buckets `a..b` into `out` (fresh states).
+    /// Merge the non-invertible states of buckets `a..b` into `out` (fresh states):
+    /// O(log n) tree nodes.
     pub fn merge_others(&self, a: usize, b: usize, out: &mut [Other]) {
-        if out.is_empty() {
-            return;
-        }
-        for i in a..b {
-            for (o, s) in out.iter_mut().zip(self.others[i].iter()) {
-                o.merge(s);
-            }
+        if let (Some(t), false) = (&self.others, out.is_empty() || b <= a) {
+            t.query(self.head + a, self.head + b, out);
         }
     }
 
@@ -223,15 +240,11 @@ impl KeyState {
             .iter()
             .map(|v| 32 + v.as_str().map_or(0, str::len))
             .sum();
-        let others: usize = self
+        let others = self
             .others
-            .iter()
-            .map(|o| {
-                o.len() * std::mem::size_of::<Other>()
-                    + o.iter().map(Other::heap_bytes).sum::<usize>()
-            })
-            .sum();
-        self.buf.capacity() * 8 + parts + others + self.others.capacity() * 16
+            .as_ref()
+            .map_or(0, |t| std::mem::size_of::<Tree>() + t.heap_bytes());
+        self.buf.capacity() * 8 + parts + others
     }
 }
 

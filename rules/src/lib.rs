@@ -8,6 +8,14 @@
 //! - this file: [`RuleSet`] (create, drop, list, [`RuleSet::check`],
 //!   [`RuleSet::add_and_check`]) and the [`Decision`] it returns.
 //!
+//! # Replacing a rule with backfill
+//! An `AS select` rule owns a query. To create or replace it without losing or
+//! double-counting events: [`RuleSet::prepare_owned`] creates the new owned query as an
+//! engine shadow (it receives live events from the boundary id on, while the old rule keeps
+//! deciding), the server backfills the shadow with the logged events before the boundary,
+//! and [`RuleSet::commit_rule`] then promotes the shadow and installs the rule in one step
+//! under the rule catalogue's write lock (so no decision sees one without the other).
+//!
 //! # Atomicity
 //! `add_and_check` runs inside [`weir_engine::Engine::locked`]: the shard of every query the
 //! event matches (rule-owned or not) is locked in the engine's global order, each matching
@@ -25,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 use weir_core::Event;
-use weir_engine::{Condition, Engine, EngineError, Locked};
+use weir_engine::{Condition, Engine, EngineError, Locked, Shadow};
 use weir_query_lang::ast::{CreateRule, Expr, RuleSource};
 
 /// Errors from defining rules.
@@ -37,6 +45,10 @@ pub enum RulesError {
     /// No rule of that name.
     #[error("no rule named {0:?}")]
     UnknownRule(String),
+    /// `prepare_owned`/`commit_rule` were given a rule that does not own a query, or a
+    /// shadow of another query.
+    #[error("rule {0:?}: {1}")]
+    Mismatch(String, String),
     /// From the engine (unknown query, unsupported condition, ...).
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -171,6 +183,82 @@ impl RuleSet {
             cond: Mutex::new(cond),
         }));
         Ok(())
+    }
+
+    /// Start creating or replacing an `AS select` rule through a backfilled shadow: the new
+    /// owned query `rule:<name>` is created invisible and fed live from the event id
+    /// `boundary` returns (see [`Engine::create_shadow`]). Backfill it with
+    /// [`Engine::backfill`], then [`RuleSet::commit_rule`] (or [`Engine::abort`] it).
+    pub fn prepare_owned(
+        &self,
+        name: &str,
+        def: &CreateRule,
+        boundary: impl FnOnce() -> u64,
+    ) -> Result<Shadow> {
+        let RuleSource::As(select) = &def.source else {
+            return Err(RulesError::Mismatch(
+                name.to_string(),
+                "only an AS select rule owns a query".into(),
+            ));
+        };
+        if !def.or_replace && self.rules.read().iter().any(|r| r.info.name == name) {
+            return Err(RulesError::RuleExists(name.to_string()));
+        }
+        let qn = owned_query_name(name);
+        let shadow = self
+            .engine
+            .create_shadow(&qn, select, &[&def.deny_when], true, boundary)?;
+        if let Err(e) = Condition::compile(shadow.query(), &def.deny_when) {
+            self.engine.abort(shadow);
+            return Err(e.into());
+        }
+        Ok(shadow)
+    }
+
+    /// Finish [`RuleSet::prepare_owned`]: promote the shadow to be the rule's query and
+    /// install (or replace) the rule, atomically with respect to every decision.
+    pub fn commit_rule(&self, name: &str, def: &CreateRule, shadow: Shadow) -> Result<()> {
+        let qn = owned_query_name(name);
+        if shadow.name() != qn || !matches!(def.source, RuleSource::As(_)) {
+            let msg = format!("the shadow is of {:?}, not {qn:?}", shadow.name());
+            self.engine.abort(shadow);
+            return Err(RulesError::Mismatch(name.to_string(), msg));
+        }
+        let cond = match Condition::compile(shadow.query(), &def.deny_when) {
+            Ok(c) => c,
+            Err(e) => {
+                self.engine.abort(shadow);
+                return Err(e.into());
+            }
+        };
+        let mut rules = self.rules.write();
+        if !def.or_replace && rules.iter().any(|r| r.info.name == name) {
+            self.engine.abort(shadow);
+            return Err(RulesError::RuleExists(name.to_string()));
+        }
+        self.engine.promote(shadow)?;
+        if let Some(i) = rules.iter().position(|r| r.info.name == name) {
+            rules.remove(i);
+        }
+        rules.push(Arc::new(RuleRt {
+            info: RuleInfo {
+                name: name.to_string(),
+                query: qn,
+                owns_query: true,
+                def: def.clone(),
+            },
+            cond: Mutex::new(cond),
+        }));
+        Ok(())
+    }
+
+    /// Names of the rules, in creation order.
+    pub fn rule_names(&self) -> Vec<String> {
+        self.rules
+            .read()
+            .iter()
+            .map(|r| r.info.name.clone())
+            .collect()
     }
 
     /// Drop a rule (and the query it owns).
