@@ -47,6 +47,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Serialises DSL statements so catalogue and engine change together.
     pub statements: tokio::sync::Mutex<()>,
+    /// Backfills in progress, by query name.
+    pub backfills: crate::backfill::Backfills,
     /// Field keys and 48 h stats of every accepted event (seeds 001, 003).
     pub insights: Mutex<Insights>,
 }
@@ -115,6 +117,7 @@ impl App {
             clock,
             statements: tokio::sync::Mutex::new(()),
             insights: Mutex::new(Insights::default()),
+            backfills: Default::default(),
         }
     }
 
@@ -129,6 +132,11 @@ impl App {
     /// The highest event id handed out so far.
     pub fn last_seq(&self) -> u64 {
         self.next_seq.load(Ordering::SeqCst) - 1
+    }
+
+    /// The id the next event will get (the boundary of a backfill).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::SeqCst)
     }
 
     fn next_id(&self) -> u64 {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use weir_query_lang::ast::{Source, Statement};
+use weir_query_lang::ast::{RuleSource, Source, Statement};
 use weir_query_lang::{analyze, parse, parse_and_analyze, AnalyzerConfig, Catalog, QueryShape};
 use weir_storage::CatalogKind;
 
@@ -38,7 +38,16 @@ pub fn apply_text(app: &App, text: &str) -> ApiResult<Vec<Value>> {
     for (stmt, _analysis) in &statements {
         results.push(apply_one(app, stmt, true)?);
     }
+    if statements.iter().any(|(s, _)| changes_state(s)) {
+        // Queries are built from a backfill range, not from the whole log: a checkpoint now
+        // keeps a restart from rebuilding them any other way.
+        crate::recovery::checkpoint(app).map_err(ApiError::internal)?;
+    }
     Ok(results)
+}
+
+fn changes_state(s: &Statement) -> bool {
+    matches!(s, Statement::CreateQuery(_) | Statement::CreateRule(_))
 }
 
 /// Names that exist or not, checked before anything is applied.
@@ -89,15 +98,32 @@ fn apply_one(app: &App, stmt: &Statement, persist: bool) -> ApiResult<Value> {
     Ok(match stmt {
         Statement::CreateQuery(q) => {
             let replaced = app.engine.query_names().contains(&q.name.name);
-            app.engine
-                .create_query(&q.name.name, &q.select)
-                .map_err(|e| bad(&e))?;
+            let mut backfilled = 0;
+            if persist {
+                let name = &q.name.name;
+                let shadow = app
+                    .engine
+                    .create_shadow(name, &q.select, &[], false, || app.next_seq())
+                    .map_err(|e| bad(&e))?;
+                match crate::backfill::run(app, &shadow, q.backfill, name, &stmt.to_string()) {
+                    Ok(n) => backfilled = n,
+                    Err(e) => {
+                        app.engine.abort(shadow);
+                        return Err(ApiError::internal(e));
+                    }
+                }
+                app.engine.promote(shadow).map_err(|e| bad(&e))?;
+            } else {
+                app.engine
+                    .create_query(&q.name.name, &q.select)
+                    .map_err(|e| bad(&e))?;
+            }
             if persist {
                 app.store
                     .catalog_put(CatalogKind::Query, &q.name.name, &stmt.to_string())
                     .map_err(ApiError::internal)?;
             }
-            json!({ "statement": "create_query", "name": q.name.name, "replaced": replaced, "status": "running" })
+            json!({ "statement": "create_query", "name": q.name.name, "replaced": replaced, "status": "running", "backfilled": backfilled })
         }
         Statement::DropQuery(n) => {
             drop_query(app, &n.name)?;
@@ -105,15 +131,33 @@ fn apply_one(app: &App, stmt: &Statement, persist: bool) -> ApiResult<Value> {
         }
         Statement::CreateRule(r) => {
             let replaced = rule_names(app).contains(&r.name.name);
-            app.rules
-                .create_rule(&r.name.name, r)
-                .map_err(|e| bad(&e))?;
+            let name = &r.name.name;
+            let mut backfilled = 0;
+            match (&r.source, persist) {
+                (RuleSource::As(_), true) => {
+                    let shadow = app
+                        .rules
+                        .prepare_owned(name, r, || app.next_seq())
+                        .map_err(|e| bad(&e))?;
+                    match crate::backfill::run(app, &shadow, r.backfill, name, &stmt.to_string()) {
+                        Ok(n) => backfilled = n,
+                        Err(e) => {
+                            app.engine.abort(shadow);
+                            return Err(ApiError::internal(e));
+                        }
+                    }
+                    app.rules
+                        .commit_rule(name, r, shadow)
+                        .map_err(|e| bad(&e))?;
+                }
+                _ => app.rules.create_rule(name, r).map_err(|e| bad(&e))?,
+            }
             if persist {
                 app.store
                     .catalog_put(CatalogKind::Rule, &r.name.name, &stmt.to_string())
                     .map_err(ApiError::internal)?;
             }
-            json!({ "statement": "create_rule", "name": r.name.name, "replaced": replaced })
+            json!({ "statement": "create_rule", "name": r.name.name, "replaced": replaced, "backfilled": backfilled })
         }
         Statement::DropRule(n) => {
             drop_rule(app, &n.name)?;
@@ -161,10 +205,30 @@ fn rule_names(app: &App) -> Vec<String> {
 /// Every query's definition: name, DSL text, status.
 pub fn query_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
     let stored = app.store.catalog_list(CatalogKind::Query)?;
-    Ok(stored
+    let backfills = app.backfills.lock().clone();
+    let mut list: Vec<Value> = stored
         .into_iter()
-        .map(|(name, text)| json!({ "name": name, "text": text, "status": "running" }))
-        .collect())
+        .map(|(name, text)| match backfills.get(&name) {
+            // During a replace the new definition shows as backfilling; results still come
+            // from the old one until it takes over.
+            Some(p) => with_progress(json!({ "name": name, "text": p.text }), p),
+            None => json!({ "name": name, "text": text, "status": "running" }),
+        })
+        .collect();
+    let rules = rule_names(app);
+    for (name, p) in backfills {
+        if !rules.contains(&name) && !list.iter().any(|q| q["name"] == name.as_str()) {
+            list.push(with_progress(json!({ "name": name, "text": p.text }), &p));
+        }
+    }
+    Ok(list)
+}
+
+fn with_progress(mut v: Value, p: &crate::backfill::Progress) -> Value {
+    if let (Value::Object(o), Value::Object(extra)) = (&mut v, p.json()) {
+        o.extend(extra);
+    }
+    v
 }
 
 /// Every rule's definition.
@@ -178,7 +242,7 @@ pub fn rule_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
 
 /// Recreate the stored queries and rules in a fresh engine: queries first, a query over
 /// another query after its source, then rules.
-pub fn restore(app: &App) -> anyhow::Result<()> {
+pub fn restore(app: &App) -> anyhow::Result<Vec<Statement>> {
     let mut pending: Vec<Statement> = Vec::new();
     for kind in [CatalogKind::Query, CatalogKind::Rule] {
         for (name, text) in app.store.catalog_list(kind)? {
@@ -188,6 +252,7 @@ pub fn restore(app: &App) -> anyhow::Result<()> {
         }
     }
     pending.sort_by_key(|s| matches!(s, Statement::CreateRule(_)));
+    let all = pending.clone();
     while !pending.is_empty() {
         let before = pending.len();
         let mut failed = Vec::new();
@@ -220,5 +285,5 @@ pub fn restore(app: &App) -> anyhow::Result<()> {
         }
         pending = failed;
     }
-    Ok(())
+    Ok(all)
 }

@@ -9,6 +9,7 @@
 //! - [`api`]: the HTTP routes.
 //! - [`catalog`]: applying DSL statements, and restoring them on start.
 //! - [`recovery`]: checkpoints, and replay of the log after the last one.
+//! - [`backfill`]: rebuilding created or replaced queries from stored events.
 //! - [`oneshot`]: bare SELECTs over stored events.
 //! - [`sink`]: the inputs (UDP, AMQP, Kafka) feeding the app.
 //! - [`client`]: the client subcommands.
@@ -16,6 +17,7 @@
 
 mod api;
 mod app;
+mod backfill;
 mod bench;
 mod catalog;
 mod client;

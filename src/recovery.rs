@@ -12,6 +12,8 @@ use weir_engine::{Engine, EngineConfig};
 use weir_rules::RuleSet;
 use weir_storage::{EmbeddedConfig, EmbeddedStore, GroupCommit, Storage};
 
+use weir_query_lang::ast::{RuleSource, Statement};
+
 use crate::app::{App, Snapshot};
 use crate::config::ServeConfig;
 
@@ -47,8 +49,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     ));
     let started = Instant::now();
-    crate::catalog::restore(&app)?;
-    let replayed = restore_state(&app)?;
+    let definitions = crate::catalog::restore(&app)?;
+    let replayed = restore_state(&app, &definitions)?;
     tracing::info!(
         replayed,
         last_seq,
@@ -78,15 +80,19 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 }
 
 /// Restore the last checkpoint and replay the log after it; returns the events replayed.
-fn restore_state(app: &App) -> anyhow::Result<u64> {
+fn restore_state(app: &App, definitions: &[Statement]) -> anyhow::Result<u64> {
     let mut from = 0;
     if let Some((seq, bytes)) = app.store.latest_checkpoint()? {
         let cp: Snapshot = serde_json::from_slice(&bytes).context("reading the checkpoint")?;
-        app.engine
+        let missing = app
+            .engine
             .restore(&cp.engine)
             .context("restoring the engine checkpoint")?;
         *app.insights.lock() = cp.insights;
         from = seq;
+        for name in missing {
+            rebuild(app, definitions, &name, seq + 1)?;
+        }
     }
     let mut replayed = 0;
     for record in app.store.scan_seq(from)? {
@@ -98,6 +104,47 @@ fn restore_state(app: &App) -> anyhow::Result<u64> {
         }
     }
     Ok(replayed)
+}
+
+/// Rebuild query `name`, which the checkpoint did not hold, from the events before
+/// `boundary` (the log after the checkpoint is replayed into it afterwards).
+fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> anyhow::Result<()> {
+    for stmt in definitions {
+        match stmt {
+            Statement::CreateQuery(q) if q.name.name == name => {
+                let shadow = app
+                    .engine
+                    .create_shadow(name, &q.select, &[], false, || boundary)?;
+                let n = crate::backfill::rebuild(app, &shadow, q.backfill, &stmt.to_string())?;
+                app.engine.promote(shadow)?;
+                tracing::info!(
+                    query = name,
+                    replayed = n,
+                    "query rebuilt: the checkpoint did not hold it"
+                );
+                return Ok(());
+            }
+            Statement::CreateRule(r)
+                if weir_rules::owned_query_name(&r.name.name) == name
+                    && matches!(r.source, RuleSource::As(_)) =>
+            {
+                // The rule exists already (from the catalogue); this replaces its query.
+                let mut r = r.clone();
+                r.or_replace = true;
+                let shadow = app.rules.prepare_owned(&r.name.name, &r, || boundary)?;
+                let n = crate::backfill::rebuild(app, &shadow, r.backfill, &stmt.to_string())?;
+                app.rules.commit_rule(&r.name.name, &r, shadow)?;
+                tracing::info!(rule = %r.name, replayed = n, "rule rebuilt: the checkpoint did not hold it");
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    tracing::warn!(
+        query = name,
+        "the checkpoint lacks a query with no stored definition"
+    );
+    Ok(())
 }
 
 /// Write a checkpoint once the log holds every event it includes.

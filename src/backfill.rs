@@ -1,0 +1,183 @@
+//! Backfill (SPEC section 5): a created or replaced query (or a rule's own query) is built
+//! from the stored events while the old version keeps serving, then swapped in atomically.
+//!
+//! The engine's shadow protocol splits the log at an event id S (the next id when the shadow
+//! is registered): events with smaller ids are read from the store here, events from S on
+//! reach the shadow live. Before reading, the log is flushed, so every event with an id below
+//! S is in the store. Each event is therefore counted exactly once across the swap.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use weir_engine::Shadow;
+use weir_query_lang::ast::Backfill;
+use weir_storage::{EventQuery, RangeQuery};
+
+use crate::app::App;
+
+/// Events handed to the engine at once.
+const CHUNK: usize = 4096;
+
+/// A backfill in progress, shown by `GET /api/queries/{name}`.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// The new definition.
+    pub text: String,
+    /// Events replayed so far.
+    pub replayed: u64,
+    /// Events to replay (an upper bound: it counts the whole range).
+    pub total: u64,
+    /// When it started.
+    pub started: Instant,
+}
+
+impl Progress {
+    /// `status`, `progress` (0..1), events replayed, ETA in seconds.
+    pub fn json(&self) -> Value {
+        let progress = if self.total == 0 {
+            1.0
+        } else {
+            (self.replayed as f64 / self.total as f64).min(1.0)
+        };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let eta = (progress > 0.0).then(|| elapsed * (1.0 - progress) / progress);
+        json!({
+            "status": "backfilling",
+            "progress": progress,
+            "replayed": self.replayed,
+            "total": self.total,
+            "eta_seconds": eta,
+        })
+    }
+}
+
+/// Backfills in progress by query name.
+pub type Backfills = parking_lot::Mutex<HashMap<String, Progress>>;
+
+/// The first event time to replay for `shadow` under `clause`, or `None` to replay nothing.
+/// Windows are measured back from `reference` (now, or the newest event time on restart).
+fn replay_from(shadow: &Shadow, clause: Backfill, reference: i64) -> Option<i64> {
+    if !shadow.needs_backfill() {
+        return None;
+    }
+    match clause {
+        Backfill::None => None,
+        Backfill::For(d) => Some(reference.saturating_sub(d)),
+        Backfill::Default => Some(match shadow.largest_window_ms() {
+            Some(w) => reference.saturating_sub(w),
+            None => i64::MIN,
+        }),
+    }
+}
+
+/// Replay the stored events of `shadow`'s range into it; `shown_as` is the name progress is
+/// reported under and `text` the new definition. Returns the events replayed.
+pub fn run(
+    app: &App,
+    shadow: &Shadow,
+    clause: Backfill,
+    shown_as: &str,
+    text: &str,
+) -> anyhow::Result<u64> {
+    let Some(from_ts) = replay_from(shadow, clause, app.clock.now_ms()) else {
+        return Ok(0);
+    };
+    // Every event with an id below the boundary must be in the store before it is read.
+    app.flush_blocking()?;
+    replay(app, shadow, from_ts, shown_as, text)
+}
+
+/// Replay events of `shadow`'s types from `from_ts` with ids below its boundary.
+fn replay(
+    app: &App,
+    shadow: &Shadow,
+    from_ts: i64,
+    shown_as: &str,
+    text: &str,
+) -> anyhow::Result<u64> {
+    let types = shadow.source_types().unwrap_or_default();
+    let total = app
+        .store
+        .scan(&EventQuery {
+            account: "default".into(),
+            project: "default".into(),
+            types: types.clone(),
+            session: None,
+            from_ts: Some(from_ts),
+            to_ts: None,
+            offset: 0,
+            limit: 0,
+        })?
+        .total;
+    app.backfills.lock().insert(
+        shown_as.to_string(),
+        Progress {
+            text: text.to_string(),
+            replayed: 0,
+            total,
+            started: Instant::now(),
+        },
+    );
+    let result = (|| -> anyhow::Result<u64> {
+        let range = RangeQuery {
+            account: "default".into(),
+            project: "default".into(),
+            types,
+            from_ts,
+            to_ts: i64::MAX,
+        };
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut replayed = 0;
+        for stored in app.store.scan_range(&range)? {
+            let stored = stored?;
+            if stored.seq >= shadow.boundary() {
+                continue;
+            }
+            chunk.push((stored.seq, stored.event));
+            if chunk.len() == CHUNK {
+                app.engine.backfill(shadow, &chunk);
+                replayed += chunk.len() as u64;
+                chunk.clear();
+                if let Some(p) = app.backfills.lock().get_mut(shown_as) {
+                    p.replayed = replayed;
+                }
+            }
+        }
+        app.engine.backfill(shadow, &chunk);
+        replayed += chunk.len() as u64;
+        Ok(replayed)
+    })();
+    let progress = app.backfills.lock().remove(shown_as);
+    let replayed = result?;
+    if let Some(p) = progress {
+        tracing::info!(
+            query = shown_as,
+            replayed,
+            elapsed_ms = p.started.elapsed().as_millis() as u64,
+            "backfill done"
+        );
+    }
+    Ok(replayed)
+}
+
+/// On start: rebuild a query the checkpoint did not hold (changed or created after it) from
+/// the events up to the checkpoint, before the log tail is replayed into every query.
+pub fn rebuild(app: &App, shadow: &Shadow, clause: Backfill, text: &str) -> anyhow::Result<u64> {
+    let reference = newest_event_time(app).unwrap_or_else(|| app.clock.now_ms());
+    match replay_from(shadow, clause, reference) {
+        Some(from_ts) => replay(app, shadow, from_ts, shadow.name(), text),
+        None => Ok(0),
+    }
+}
+
+fn newest_event_time(app: &App) -> Option<i64> {
+    let last = app.store.last_seq().ok()?;
+    let record = app
+        .store
+        .scan_seq(last.saturating_sub(1))
+        .ok()?
+        .next()?
+        .ok()?;
+    Some(record.event.ts)
+}
