@@ -38,16 +38,61 @@ pub async fn apply(url: &str, file: Option<PathBuf>, text: Option<String>) -> an
         Some(t) => t,
         None => read_input(file)?,
     };
-    let resp = reqwest::Client::new()
+    let client = reqwest::Client::new();
+    let request = client
         .post(format!("{url}/api/statements"))
         .header("content-type", "text/plain")
         .body(text)
-        .send()
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
+        .send();
+    tokio::pin!(request);
+    // While the statements apply, show the progress of any backfill.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let mut shown = false;
+    let resp = loop {
+        tokio::select! {
+            r = &mut request => break r.with_context(|| format!("connecting to {url}"))?,
+            _ = tick.tick() => shown |= show_backfills(&client, url).await,
+        }
+    };
+    if shown {
+        eprintln!();
+    }
     let body = answer(resp).await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
     Ok(())
+}
+
+/// Print one progress bar line per backfilling query; true if any was shown.
+async fn show_backfills(client: &reqwest::Client, url: &str) -> bool {
+    let Ok(resp) = client.get(format!("{url}/api/queries")).send().await else {
+        return false;
+    };
+    let Ok(list) = resp.json::<Value>().await else {
+        return false;
+    };
+    let mut shown = false;
+    for q in list["queries"].as_array().into_iter().flatten() {
+        if q["status"] != "backfilling" {
+            continue;
+        }
+        let p = q["progress"].as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
+        let filled = (p * 30.0).round() as usize;
+        let eta = q["eta_seconds"]
+            .as_f64()
+            .map(|s| format!(", about {s:.0} s left"))
+            .unwrap_or_default();
+        eprint!(
+            "\r{:<20} [{}{}] {:>3.0}%  {}/{} events{eta}   ",
+            q["name"].as_str().unwrap_or("?"),
+            "#".repeat(filled),
+            " ".repeat(30 - filled),
+            p * 100.0,
+            q["replayed"],
+            q["total"]
+        );
+        shown = true;
+    }
+    shown
 }
 
 /// `weir send`: JSON lines (or one JSON document) to `POST /api/events?wait=durable` in batches.
