@@ -186,18 +186,25 @@ async fn kafka_topic_survives_kill9_of_weir() {
     produce(0..600).await;
     let dir = tempfile::tempdir().unwrap();
     let group = format!("weir-e2e-{}", free_port());
-    let args = [
-        "--kafka-brokers",
-        &brokers,
-        "--kafka-topic",
-        &topic,
-        "--kafka-group",
-        &group,
-    ];
+    // A killed consumer stays in its group until its session times out: keep that short so
+    // the restarted Weir gets the partitions back quickly.
+    let conf_dir = tempfile::tempdir().unwrap();
+    let config = conf_dir.path().join("weir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\ngroup = \"{group}\"\n\
+             options = {{ \"session.timeout.ms\" = \"6000\", \"heartbeat.interval.ms\" = \"500\" }}\n"
+        ),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
     let mut s = Server::prepared(dir.path(), COUNT_BY_ID, &args).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     s.kill9();
     produce(600..1200).await;
+    // The killed consumer never left its group: wait out its session before Weir rejoins.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     s.restart().await;
     let valid = (0..1200).filter(|i| i % 40 != 3).count();
     expect_each_once(&s, valid).await;
