@@ -28,7 +28,7 @@ use weir_query_lang::ast::{Expr, Select};
 
 use crate::error::{EngineError, Result};
 use crate::plan::SourceKind;
-use crate::shard::{key_hash, shard_of};
+use crate::shard::{key_of, shard_of};
 use crate::{Engine, QueryRt, TimeShape};
 
 /// A new version of a query being backfilled; see the module docs.
@@ -119,10 +119,10 @@ impl Engine {
             if *id >= shadow.boundary || !q.plan.accepts(ev) {
                 continue;
             }
-            let hash = key_hash(&q.plan, ev);
+            let (hash, vals) = key_of(&q.plan, ev);
             q.shards[shard_of(hash, shards)]
                 .lock()
-                .ingest(&q.plan, ev, hash);
+                .ingest(&q.plan, ev, hash, &vals);
         }
     }
 

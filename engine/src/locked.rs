@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use parking_lot::MutexGuard;
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 use weir_core::Event;
 use weir_query_lang::ast::{BinaryOp, Expr, ExprKind, Literal};
 
 use crate::error::{EngineError, Result};
 use crate::expr::{RowCtx, RowExpr};
 use crate::read::{key_map, row_values};
-use crate::shard::{key_hash, shard_of, Ingest, Shard};
+use crate::shard::{key_of, shard_of, Ingest, KeyVals, Shard};
 use crate::{ApplyOutcome, QueryRt, TimeShape};
 
 /// A condition on a query's rows, with what a decision reports.
@@ -90,6 +91,7 @@ pub struct Evaluation {
 struct Item<'a> {
     q: &'a Arc<QueryRt>,
     hash: u64,
+    vals: KeyVals<'a>,
     guard: MutexGuard<'a, Shard>,
 }
 
@@ -97,23 +99,29 @@ struct Item<'a> {
 pub struct Locked<'a> {
     ev: &'a Event,
     cat: &'a [Arc<QueryRt>],
-    items: Vec<Item<'a>>,
+    /// Inline for up to four matching queries: no allocation per event.
+    items: SmallVec<[Item<'a>; 4]>,
     applied: bool,
 }
 
 impl<'a> Locked<'a> {
     /// Lock the shard of every query the event matches, in (query id, shard) order.
     pub(crate) fn new(ev: &'a Event, cat: &'a [Arc<QueryRt>], shards: usize) -> Self {
-        let mut items = Vec::new();
+        let mut items = SmallVec::new();
         // The catalogue is kept in increasing id order, and an event touches one shard
         // per query, so this is the global lock order.
         for q in cat {
             if q.is_view() || !q.plan.accepts(ev) {
                 continue;
             }
-            let hash = key_hash(&q.plan, ev);
+            let (hash, vals) = key_of(&q.plan, ev);
             let guard = q.shards[shard_of(hash, shards)].lock();
-            items.push(Item { q, hash, guard });
+            items.push(Item {
+                q,
+                hash,
+                vals,
+                guard,
+            });
         }
         Self {
             ev,
@@ -134,7 +142,7 @@ impl<'a> Locked<'a> {
 
     /// Names of the (visible) queries the event matches. Shadows being backfilled are
     /// locked and receive the event on [`Locked::apply`] but are not listed.
-    pub fn matched(&self) -> impl Iterator<Item = &str> {
+    pub fn matched(&self) -> impl Iterator<Item = &str> + use<'_, 'a> {
         self.items
             .iter()
             .filter(|i| i.q.is_visible())
@@ -174,7 +182,7 @@ impl<'a> Locked<'a> {
     pub fn apply(&mut self) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
         for it in &mut self.items {
-            match it.guard.ingest(&it.q.plan, self.ev, it.hash) {
+            match it.guard.ingest(&it.q.plan, self.ev, it.hash, &it.vals) {
                 Ingest::Applied => out.applied += 1,
                 Ingest::Late => out.late += 1,
             }
@@ -203,17 +211,17 @@ impl<'a> Locked<'a> {
         let plan = &it.q.plan;
         let shard = &*it.guard;
         let (lo, hi) = plan.time.window_at(self.ev.ts);
-        let ks = shard.find(plan, self.ev, it.hash);
+        let ks = shard.find(it.hash, &it.vals);
         let mut acc = ks
             .and_then(|k| shard.acc(plan, k, lo, hi))
             .unwrap_or_else(|| Shard::empty_acc(plan));
         if include_event && !shard.is_late(plan, self.ev.ts) {
             acc.fold(plan, self.ev);
         }
-        let parts: Vec<Value> = plan
-            .group
+        let parts: Vec<Value> = it
+            .vals
             .iter()
-            .map(|g| self.ev.field(g).cloned().unwrap_or(Value::Null))
+            .map(|v| v.cloned().unwrap_or(Value::Null))
             .collect();
         let aggs = acc.finish(plan);
         let (start, end, window_ms) = match plan.time {

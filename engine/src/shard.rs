@@ -10,6 +10,7 @@
 
 use hashbrown::HashTable;
 use serde_json::Value;
+use smallvec::SmallVec;
 use weir_core::Event;
 
 use crate::agg::Other;
@@ -74,23 +75,33 @@ impl Acc {
     }
 }
 
-/// The group-key hash of an event (no allocation).
+/// An event's group-key values, looked up once (inline up to four parts).
+pub type KeyVals<'a> = SmallVec<[Option<&'a Value>; 4]>;
+
+/// The group-key values of an event and their hash (no allocation for up to four parts).
 #[inline]
-pub fn key_hash(plan: &Plan, ev: &Event) -> u64 {
+pub fn key_of<'a>(plan: &Plan, ev: &'a Event) -> (u64, KeyVals<'a>) {
+    let vals: KeyVals<'a> = plan.group.iter().map(|g| ev.field(g)).collect();
     let mut h = StableHasher::default();
-    for g in &plan.group {
-        h.val(ev.field(g).map(Val::of).unwrap_or(Val::Null));
+    for v in &vals {
+        h.val(v.map(Val::of).unwrap_or(Val::Null));
     }
-    h.finish()
+    (h.finish(), vals)
 }
 
-/// Whether a stored key equals the event's key.
+/// The group-key hash of an event.
 #[inline]
-fn key_eq(plan: &Plan, ks: &KeyState, ev: &Event) -> bool {
+pub fn key_hash(plan: &Plan, ev: &Event) -> u64 {
+    key_of(plan, ev).0
+}
+
+/// Whether a stored key equals the event's key values.
+#[inline]
+fn key_eq(ks: &KeyState, vals: &[Option<&Value>]) -> bool {
     ks.parts
         .iter()
-        .zip(&plan.group)
-        .all(|(p, g)| Val::of(p) == ev.field(g).map(Val::of).unwrap_or(Val::Null))
+        .zip(vals)
+        .all(|(p, v)| Val::of(p) == v.map(Val::of).unwrap_or(Val::Null))
 }
 
 /// The shard a key hash belongs to.
@@ -113,9 +124,16 @@ impl Shard {
         plan.time.bucket(ts) < keep_from(plan, self.watermark)
     }
 
-    /// Add an event of key `hash` (the plan has accepted it).
+    /// Add an event whose key values and hash are `vals`, `hash` (from [`key_of`]; the plan
+    /// has accepted it).
     #[inline]
-    pub fn ingest(&mut self, plan: &Plan, ev: &Event, hash: u64) -> Ingest {
+    pub fn ingest(
+        &mut self,
+        plan: &Plan,
+        ev: &Event,
+        hash: u64,
+        vals: &[Option<&Value>],
+    ) -> Ingest {
         if self.is_late(plan, ev.ts) {
             self.late_dropped += 1;
             return Ingest::Late;
@@ -123,13 +141,12 @@ impl Shard {
         self.watermark = Some(self.watermark.map_or(ev.ts, |w| w.max(ev.ts)));
         let keep = keep_from(plan, self.watermark);
         let stride = plan.stride;
-        let ks = match self.table.find_mut(hash, |k| key_eq(plan, k, ev)) {
+        let ks = match self.table.find_mut(hash, |k| key_eq(k, vals)) {
             Some(k) => k,
             None => {
-                let parts: Box<[Value]> = plan
-                    .group
+                let parts: Box<[Value]> = vals
                     .iter()
-                    .map(|g| ev.field(g).cloned().unwrap_or(Value::Null))
+                    .map(|v| v.cloned().unwrap_or(Value::Null))
                     .collect();
                 self.table
                     .insert_unique(hash, KeyState::new(parts, hash, stride), |k| k.hash)
@@ -175,9 +192,9 @@ impl Shard {
         });
     }
 
-    /// Find the key of an event.
-    pub fn find(&self, plan: &Plan, ev: &Event, hash: u64) -> Option<&KeyState> {
-        self.table.find(hash, |k| key_eq(plan, k, ev))
+    /// Find a key by its values and hash (from [`key_of`]).
+    pub fn find(&self, hash: u64, vals: &[Option<&Value>]) -> Option<&KeyState> {
+        self.table.find(hash, |k| key_eq(k, vals))
     }
 
     /// Merge a key's buckets with starts in `[lo, hi)` (and retained). None if no events.
