@@ -141,6 +141,9 @@ async fn events_and_results_series_and_sliding() {
     assert_eq!(rows[1]["values"]["n"], 2);
     assert_eq!(rows[0]["window_end"], b + 180_000);
     assert_eq!(rows[0]["window_start"], b + 180_000 - 300_000);
+    // Without `at` a sliding window is read at now: these events are an hour old.
+    let (_, res) = s.get("/api/queries/last5/result").await;
+    assert_eq!(res["rows"], json!([]), "{res}");
     assert_eq!(s.get("/api/queries/nope/result").await.0, 404);
 }
 

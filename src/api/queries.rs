@@ -132,7 +132,11 @@ pub async fn result(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let req = read_request(&params)?;
+    let mut req = read_request(&params)?;
+    if req.at.is_none() && req.from.is_none() && req.to.is_none() {
+        // SPEC section 13: a sliding window is read at `at`, default now.
+        req.at = Some(app.clock.now_ms());
+    }
     let rows = app
         .engine
         .result(&name, &req)
