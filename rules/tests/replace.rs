@@ -2,6 +2,7 @@
 //! add_and_check calls keep running, no admitted event is lost or counted twice across the
 //! swap, and the new condition decides from the moment it is committed.
 
+#[path = "../../engine/tests/support/mod.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,6 @@
 //! Rules: the SPEC rate limits, check vs add_and_check, all-or-nothing, concurrency.
 
+#[path = "../../engine/tests/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
