@@ -165,6 +165,7 @@ impl App {
         let mut insights = self.insights.lock();
         events.iter().for_each(|e| insights.observe(e));
         drop(insights);
+        metrics::counter!("weir_events_accepted_total").increment(events.len() as u64);
         let receipt = self.log.submit(records, positions);
         (ids, receipt)
     }
@@ -184,6 +185,10 @@ impl App {
         });
         if decision.allowed {
             self.insights.lock().observe(event);
+            metrics::counter!("weir_events_accepted_total").increment(1);
+            metrics::counter!("weir_decisions_total", "decision" => "allow").increment(1);
+        } else {
+            metrics::counter!("weir_decisions_total", "decision" => "deny").increment(1);
         }
         let records = record.into_iter().collect();
         Checked {

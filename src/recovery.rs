@@ -27,6 +27,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    crate::api::metrics::install();
     let store: Arc<dyn Storage> = Arc::new(
         EmbeddedStore::open(&cfg.data_dir, &EmbeddedConfig::default())
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,

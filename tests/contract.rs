@@ -272,6 +272,24 @@ async fn check_add_and_check_and_seed_forms() {
     assert_eq!(d["rules"][0]["key"], json!({"seller":"q"}));
     assert_eq!(s.get("/event?id=999999").await.0, 404);
 
+    let metrics = s
+        .client()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("weir_decisions_total{decision=\"deny\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weir_query_events{query=\"rule:two_per_min\"}"),
+        "{metrics}"
+    );
+
     let (_, rules) = s.get("/api/rules").await;
     assert_eq!(rules["rules"][0]["name"], "two_per_min");
     let r = s

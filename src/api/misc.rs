@@ -19,6 +19,7 @@ pub async fn help() -> Json<Value> {
         "routes": {
             "GET /healthz": "200 once ready",
             "GET /help": "this list",
+            "GET /metrics": "Prometheus metrics",
             "POST /api/statements": "apply DSL text (text/plain): CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT",
             "GET /api/queries": "query definitions and status",
             "GET /api/queries/{name}": "one query",

@@ -7,12 +7,14 @@
 //! - [`queries`]: query and rule definitions, results.
 //! - [`decision`]: a rules decision as JSON.
 //! - [`analytics`]: the event store and analytics (events listing, JSON query, stats, keys).
+//! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`misc`]: `/healthz`, `/help`, the home page.
 
 pub mod analytics;
 pub mod decision;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod misc;
 pub mod queries;
 pub mod statements;
@@ -33,6 +35,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(misc::home))
         .route("/healthz", get(misc::healthz))
         .route("/help", get(misc::help))
+        .route("/metrics", get(metrics::render))
         .route("/api/statements", post(statements::apply))
         .route("/api/queries", get(queries::list_queries))
         .route(
