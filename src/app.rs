@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use weir_analytics::{KeyIndex, StatsSeries};
+use weir_analytics::{KeyIndex, StatsConfig, StatsSeries};
 use weir_core::{Clock, Event, EventId, ShapeOptions};
 use weir_engine::Engine;
 use weir_rules::{Decision, RuleSet};
@@ -54,7 +54,7 @@ pub struct App {
 }
 
 /// What the analytics routes keep about every accepted event; checkpointed with the engine.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Insights {
     /// Field names and their most frequent values, per type.
     pub keys: KeyIndex,
@@ -63,6 +63,16 @@ pub struct Insights {
 }
 
 impl Insights {
+    /// Empty insights with the configured stats granularity.
+    pub fn new(cfg: &ServeConfig) -> Self {
+        let stats = StatsSeries::new(StatsConfig {
+            granularity_ms: cfg.stats_granularity.as_millis().max(1) as i64,
+            ..StatsConfig::default()
+        })
+        .unwrap_or_default();
+        Self { keys: KeyIndex::default(), stats }
+    }
+
     /// Count one accepted event.
     pub fn observe(&mut self, event: &Event) {
         self.keys.observe(event);
@@ -106,6 +116,7 @@ impl App {
         last_seq: u64,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let insights = Mutex::new(Insights::new(&cfg));
         Self {
             cfg,
             engine,
@@ -116,7 +127,7 @@ impl App {
             submitting: RwLock::new(()),
             clock,
             statements: tokio::sync::Mutex::new(()),
-            insights: Mutex::new(Insights::default()),
+            insights,
             backfills: Default::default(),
         }
     }

@@ -31,6 +31,9 @@ pub struct ServeConfig {
     /// Tumbling series keep buckets this long (default 48 h).
     #[serde(with = "humantime_ms")]
     pub retention: Duration,
+    /// Bucket width of the 48 h event counts of `GET /api/stats` (default 1 min).
+    #[serde(with = "humantime_ms")]
+    pub stats_granularity: Duration,
     /// Largest number of buckets one window may span.
     pub max_buckets_per_window: u64,
     /// Engine shards per query (fixed for the life of a data dir).
@@ -61,6 +64,7 @@ impl Default for ServeConfig {
             checkpoint_interval: Duration::from_secs(30),
             grace: Duration::from_secs(600),
             retention: Duration::from_secs(48 * 3600),
+            stats_granularity: Duration::from_secs(60),
             max_buckets_per_window: 100_000,
             shards: 64,
             durable: true,

@@ -89,7 +89,15 @@ fn restore_state(app: &App, definitions: &[Statement]) -> anyhow::Result<u64> {
             .engine
             .restore(&cp.engine)
             .context("restoring the engine checkpoint")?;
-        *app.insights.lock() = cp.insights;
+        let mut insights = app.insights.lock();
+        if cp.insights.stats.config().granularity_ms == insights.stats.config().granularity_ms {
+            *insights = cp.insights;
+        } else {
+            // The stats granularity changed: keep the keys, count stats afresh from the replay.
+            tracing::warn!("stats_granularity changed since the checkpoint: stats restart from the log tail");
+            insights.keys = cp.insights.keys;
+        }
+        drop(insights);
         from = seq;
         for name in missing {
             rebuild(app, definitions, &name, seq + 1)?;
