@@ -14,13 +14,15 @@
 //! checkpoint wait out that gap, so the log holds every event a checkpoint includes before the
 //! checkpoint is written.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use weir_analytics::{KeyIndex, StatsConfig, StatsSeries};
-use weir_core::{Clock, Event, EventId, ShapeOptions};
+use weir_core::shape::ShapeError;
+use weir_core::{Clock, Event, EventId, Schema, ShapeOptions};
 use weir_engine::Engine;
 use weir_rules::{Decision, RuleSet};
 use weir_storage::{GroupCommit, LogRecord, Receipt, Storage};
@@ -47,6 +49,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Serialises DSL statements so catalogue and engine change together.
     pub statements: tokio::sync::Mutex<()>,
+    /// JSON Schemas by event type; events of those types must satisfy them.
+    pub schemas: RwLock<HashMap<String, Arc<Schema>>>,
     /// Backfills in progress, by query name.
     pub backfills: crate::backfill::Backfills,
     /// Field keys and 48 h stats of every accepted event (seeds 001, 003).
@@ -70,7 +74,10 @@ impl Insights {
             ..StatsConfig::default()
         })
         .unwrap_or_default();
-        Self { keys: KeyIndex::default(), stats }
+        Self {
+            keys: KeyIndex::default(),
+            stats,
+        }
     }
 
     /// Count one accepted event.
@@ -94,6 +101,9 @@ pub struct Snapshot {
     /// Keys and stats.
     pub insights: Insights,
 }
+
+/// Where the schemas are kept in the store's meta data.
+const SCHEMAS_KEY: &str = "schemas";
 
 /// What happened to one event sent through [`App::add_and_check`].
 pub struct Checked {
@@ -129,7 +139,72 @@ impl App {
             statements: tokio::sync::Mutex::new(()),
             insights,
             backfills: Default::default(),
+            schemas: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Check events against their types' schemas; every failure with its index and reason.
+    pub fn validate(&self, events: &[Event]) -> Result<(), Vec<ShapeError>> {
+        let errors = self.schema_errors(events);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let single = events.len() == 1;
+        Err(errors
+            .into_iter()
+            .map(|(i, reason)| ShapeError {
+                index: (!single).then_some(i),
+                reason,
+            })
+            .collect())
+    }
+
+    /// The events that fail their type's schema: index and reason (counted in metrics).
+    pub fn schema_errors(&self, events: &[Event]) -> Vec<(usize, String)> {
+        let schemas = self.schemas.read();
+        if schemas.is_empty() {
+            return Vec::new();
+        }
+        events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let reason = schemas.get(&e.kind)?.validate(&e.fields).err()?;
+                metrics::counter!("weir_events_invalid_total", "reason" => "schema").increment(1);
+                Some((i, format!("event type '{}' schema: {reason}", e.kind)))
+            })
+            .collect()
+    }
+
+    /// Set (or with `None` remove) the schema of an event type, and store the set.
+    pub fn set_schema(&self, ty: &str, schema: Option<Arc<Schema>>) -> anyhow::Result<()> {
+        let mut schemas = self.schemas.write();
+        match schema {
+            Some(s) => schemas.insert(ty.to_string(), s),
+            None => schemas.remove(ty),
+        };
+        let all: serde_json::Map<String, serde_json::Value> = schemas
+            .iter()
+            .map(|(t, s)| (t.clone(), s.source().clone()))
+            .collect();
+        self.store
+            .meta_put(SCHEMAS_KEY, &serde_json::to_vec(&all)?)?;
+        Ok(())
+    }
+
+    /// Load the stored schemas (on start).
+    pub fn load_schemas(&self) -> anyhow::Result<()> {
+        let Some(bytes) = self.store.meta_get(SCHEMAS_KEY)? else {
+            return Ok(());
+        };
+        let all: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes)?;
+        let mut schemas = self.schemas.write();
+        for (ty, v) in all {
+            let s =
+                Schema::compile(&v).map_err(|e| anyhow::anyhow!("stored schema of '{ty}': {e}"))?;
+            schemas.insert(ty, Arc::new(s));
+        }
+        Ok(())
     }
 
     /// How events are read right now (time of arrival, future-skew limit).

@@ -50,6 +50,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     ));
     let started = Instant::now();
+    app.load_schemas()?;
     let definitions = crate::catalog::restore(&app)?;
     let replayed = restore_state(&app, &definitions)?;
     tracing::info!(
@@ -94,7 +95,9 @@ fn restore_state(app: &App, definitions: &[Statement]) -> anyhow::Result<u64> {
             *insights = cp.insights;
         } else {
             // The stats granularity changed: keep the keys, count stats afresh from the replay.
-            tracing::warn!("stats_granularity changed since the checkpoint: stats restart from the log tail");
+            tracing::warn!(
+                "stats_granularity changed since the checkpoint: stats restart from the log tail"
+            );
             insights.keys = cp.insights.keys;
         }
         drop(insights);

@@ -24,7 +24,23 @@ impl EventSink for AppSink {
                 .into_iter()
                 .map(|(k, v)| (k, v.to_be_bytes().to_vec()))
                 .collect();
-            let (ids, receipt) = app.add(&batch.events, positions);
+            let mut events = batch.events;
+            let invalid = app.schema_errors(&events);
+            if !invalid.is_empty() {
+                // Skipped and counted like any malformed input; the positions still advance.
+                for (_, reason) in &invalid {
+                    tracing::warn!(%reason, "event from an input refused by its schema");
+                }
+                let bad: std::collections::HashSet<usize> =
+                    invalid.iter().map(|(i, _)| *i).collect();
+                events = events
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| !bad.contains(i))
+                    .map(|(_, e)| e)
+                    .collect();
+            }
+            let (ids, receipt) = app.add(&events, positions);
             receipt.await.map_err(|e| {
                 if e.is_transient() {
                     SinkError::Transient(e.to_string())

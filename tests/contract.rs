@@ -302,3 +302,93 @@ async fn check_add_and_check_and_seed_forms() {
     let (_, d) = s.post("/api/add_and_check", &ev).await;
     assert_eq!(d["decision"], "allow");
 }
+
+#[tokio::test]
+async fn per_type_schemas_refuse_bad_events_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path()).await;
+    s.statements("CREATE QUERY parties AS SELECT count(*) AS n FROM party")
+        .await;
+    let schema = json!({"type":"object","required":["host","path"],"properties":{"host":{"type":"string"},"path":{"type":"string","pattern":"^/"}}});
+    let r = s
+        .client()
+        .put(format!("{}/api/schemas/party", s.url))
+        .json(&schema)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .client()
+        .put(format!("{}/api/schemas/other", s.url))
+        .json(&json!({"oneOf": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "unsupported keywords are refused, not ignored"
+    );
+
+    let good = json!({"session_id":"e2","category":"party","name":"AppName","data":{"host":"h","path":"/"},"timestamp":"2021-09-26 09:15:27.243860"});
+    let bad = json!({"category":"party","data":{"host":"h","path":"no-slash"}});
+    let (st, _) = s.post("/api/events?wait=durable", &good).await;
+    assert_eq!(st, 200);
+    let (st, body) = s
+        .post(
+            "/api/events",
+            &json!({"events":[good, bad, {"category":"party","data":{"path":"/"}}]}),
+        )
+        .await;
+    assert_eq!(st, 400, "{body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0]["index"], 1);
+    assert!(
+        errors[0]["error"].as_str().unwrap().contains("/path"),
+        "{body}"
+    );
+    assert!(
+        errors[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing required field 'host'"),
+        "{body}"
+    );
+    let (st, _) = s.post("/api/add_and_check", &bad).await;
+    assert_eq!(st, 400);
+    let (_, other) = s
+        .post(
+            "/api/events?wait=durable",
+            &json!({"type":"unvalidated","x":1}),
+        )
+        .await;
+    assert_eq!(
+        other["accepted"], 1,
+        "types without a schema are not checked"
+    );
+
+    s.terminate();
+    s.restart().await;
+    let (st, got) = s.get("/api/schemas/party").await;
+    assert_eq!((st, got), (200, schema));
+    assert_eq!(
+        s.post("/api/events", &bad).await.0,
+        400,
+        "the schema survives a restart"
+    );
+    let (_, res) = s.get("/api/queries/parties/result").await;
+    assert_eq!(
+        res["rows"][0]["values"]["n"], 1,
+        "only the valid event counted: {res}"
+    );
+    let r = s
+        .client()
+        .delete(format!("{}/api/schemas/party", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.post("/api/events", &bad).await.0, 202);
+}

@@ -50,6 +50,7 @@ pub async fn add_events(
 ) -> ApiResult<impl IntoResponse> {
     let body = json_body(&body?)?;
     let events = parse_body(&body, &app.shape_opts()).map_err(shape_errors)?;
+    app.validate(&events).map_err(shape_errors)?;
     let durable = match opts.wait.as_deref() {
         None => false,
         Some("durable") => true,
@@ -86,7 +87,7 @@ enum OneOrMany {
 fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<OneOrMany> {
     let body = json_body(&body?)?;
     let opts = app.shape_opts();
-    match body {
+    let parsed = match body {
         Value::Array(items) => {
             let mut events = Vec::with_capacity(items.len());
             let mut errors = Vec::new();
@@ -113,7 +114,13 @@ fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<
                     reason,
                 }])
             }),
+    }?;
+    match &parsed {
+        OneOrMany::One(e) => app.validate(std::slice::from_ref(e)),
+        OneOrMany::Many(es) => app.validate(es),
     }
+    .map_err(shape_errors)?;
+    Ok(parsed)
 }
 
 /// `POST /api/check`: decide from the current state, without adding the event. An array
@@ -177,6 +184,8 @@ pub async fn post_event(
     let qs = qs.unwrap_or_default();
     let event =
         parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| shape_errors(vec![e]))?;
+    app.validate(std::slice::from_ref(&event))
+        .map_err(shape_errors)?;
     if matches!(flag(&qs, "result").as_deref(), Some("true") | Some("1")) {
         let v = add_and_check_one(&app, &event).await?;
         Ok((StatusCode::OK, Json(v)))
@@ -208,5 +217,7 @@ pub async fn get_event(
     }
     let event =
         parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| shape_errors(vec![e]))?;
+    app.validate(std::slice::from_ref(&event))
+        .map_err(shape_errors)?;
     Ok(Json(decision_json(&app.check(&event), None)))
 }

@@ -28,6 +28,7 @@ pub async fn help() -> Json<Value> {
             "GET /api/rules": "rule definitions",
             "DELETE /api/rules/{name}": "drop a rule",
             "POST /api/events": "add one event or a batch {\"events\":[…]}; 202, or 200 with ?wait=durable",
+            "GET /api/schemas": "per-type JSON Schemas; PUT/DELETE /api/schemas/{type} to set or remove one",
             "POST /api/check": "decide on an event (or an array) from the current state without adding it",
             "POST /api/add_and_check": "decide including the event (or each of an array) and add it if allowed",
             "POST /event?evtname=…&…": "add (seed form); with &result=true, add_and_check",

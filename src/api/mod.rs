@@ -5,6 +5,7 @@
 //! - [`events`]: event intake, check and add_and_check, the seed 002 `/event` forms.
 //! - [`statements`]: `POST /api/statements` (DSL text).
 //! - [`queries`]: query and rule definitions, results.
+//! - [`schemas`]: per-type JSON Schemas for event validation.
 //! - [`decision`]: a rules decision as JSON.
 //! - [`analytics`]: the event store and analytics (events listing, JSON query, stats, keys).
 //! - [`metrics`]: `/metrics` for Prometheus.
@@ -17,6 +18,7 @@ pub mod events;
 pub mod metrics;
 pub mod misc;
 pub mod queries;
+pub mod schemas;
 pub mod statements;
 
 use std::sync::Arc;
@@ -58,6 +60,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/stats", get(analytics::stats))
         .route("/api/stats/{type}", get(analytics::stats_type))
         .route("/api/keys", get(analytics::keys))
+        .route("/api/schemas", get(schemas::list))
+        .route(
+            "/api/schemas/{type}",
+            get(schemas::get).put(schemas::put).delete(schemas::delete),
+        )
         .route("/api/check", post(events::check))
         .route("/api/add_and_check", post(events::add_and_check))
         .route("/event", post(events::post_event).get(events::get_event))
