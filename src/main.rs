@@ -13,6 +13,7 @@
 //! - [`oneshot`]: bare SELECTs over stored events.
 //! - [`sink`]: the inputs (UDP, AMQP, Kafka) feeding the app.
 //! - [`client`]: the client subcommands.
+//! - [`gen`]: random events between two times.
 //! - [`bench`]: the open-loop load generator.
 
 mod api;
@@ -22,6 +23,7 @@ mod bench;
 mod catalog;
 mod client;
 mod config;
+mod gen;
 mod oneshot;
 mod recovery;
 mod sink;
@@ -65,6 +67,8 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "WEIR_URL")]
         url: String,
     },
+    /// Send random events between two times (seed 003's generator).
+    Gen(gen::GenArgs),
     /// Measure a running server with an open-loop load generator.
     Bench(bench::BenchArgs),
     /// Check one event (JSON) against the rules; `--add` uses add_and_check.
@@ -156,6 +160,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Apply { file, text, url } => rt.block_on(client::apply(&url, file, text)),
         Command::Send { file, batch, url } => rt.block_on(client::send(&url, file, batch)),
+        Command::Gen(args) => rt.block_on(gen::run(args)),
         Command::Bench(args) => rt.block_on(bench::run(args)),
         Command::Check { event, add, url } => rt.block_on(client::check(&url, &event, add)),
     }
