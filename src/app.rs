@@ -234,53 +234,52 @@ impl App {
     /// (and the positions) are durable.
     pub fn add(
         &self,
-        events: &[Event],
+        events: Vec<Event>,
         positions: Vec<(String, Vec<u8>)>,
     ) -> (Vec<EventId>, Receipt) {
         let _gate = self.submitting.read();
-        let mut records = Vec::with_capacity(events.len());
-        let ids = self.engine.apply_batch(events, |i| {
-            let seq = self.next_id();
-            records.push(LogRecord {
-                seq,
-                event: events[i].clone(),
-                denied: false,
-            });
-            seq
-        });
+        let ids = self.engine.apply_batch(&events, |_| self.next_id());
         let mut insights = self.insights.lock();
         events.iter().for_each(|e| insights.observe(e));
         drop(insights);
         metrics::counter!("weir_events_accepted_total").increment(events.len() as u64);
+        let records = events
+            .into_iter()
+            .zip(&ids)
+            .map(|(event, &seq)| LogRecord {
+                seq,
+                event,
+                denied: false,
+            })
+            .collect();
         let receipt = self.log.submit(records, positions);
         (ids, receipt)
     }
 
     /// Decide on the state including `event`; add it only if every matching rule allows it.
-    pub fn add_and_check(&self, event: &Event) -> Checked {
+    pub fn add_and_check(&self, event: Event) -> Checked {
         let _gate = self.submitting.read();
-        let mut record = None;
-        let (event_id, decision) = self.rules.add_and_check(event, |denied| {
-            let seq = self.next_id();
-            record = Some(LogRecord {
-                seq,
-                event: event.clone(),
-                denied,
-            });
-            seq
+        let mut denied = false;
+        let (event_id, decision) = self.rules.add_and_check(&event, |d| {
+            denied = d;
+            self.next_id()
         });
         if decision.allowed {
-            self.insights.lock().observe(event);
+            self.insights.lock().observe(&event);
             metrics::counter!("weir_events_accepted_total").increment(1);
             metrics::counter!("weir_decisions_total", "decision" => "allow").increment(1);
         } else {
             metrics::counter!("weir_decisions_total", "decision" => "deny").increment(1);
         }
-        let records = record.into_iter().collect();
+        let record = LogRecord {
+            seq: event_id,
+            event,
+            denied,
+        };
         Checked {
             decision,
             event_id,
-            receipt: self.log.submit(records, Vec::new()),
+            receipt: self.log.submit(vec![record], Vec::new()),
         }
     }
 
@@ -291,14 +290,14 @@ impl App {
 
     /// A consistent snapshot of the engine and the highest event id it includes. No event is
     /// being applied while it is taken.
-    pub fn snapshot(&self) -> (u64, Vec<u8>) {
+    pub fn snapshot(&self) -> anyhow::Result<(u64, Vec<u8>)> {
         let _gate = self.submitting.write();
         let snapshot = SnapshotRef {
             engine: &self.engine.checkpoint(),
             insights: &self.insights.lock(),
         };
-        let bytes = serde_json::to_vec(&snapshot).expect("engine state serialises");
-        (self.last_seq(), bytes)
+        let bytes = serde_json::to_vec(&snapshot)?;
+        Ok((self.last_seq(), bytes))
     }
 
     /// Wait until every event that already has an id is queued for the log, then until the

@@ -161,7 +161,7 @@ fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> a
 
 /// Write a checkpoint once the log holds every event it includes.
 pub fn checkpoint(app: &App) -> anyhow::Result<()> {
-    let (seq, bytes) = app.snapshot();
+    let (seq, bytes) = app.snapshot()?;
     app.flush_blocking()?;
     app.store.put_checkpoint(seq, &bytes)?;
     tracing::debug!(seq, bytes = bytes.len(), "checkpoint written");

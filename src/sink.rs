@@ -40,7 +40,7 @@ impl EventSink for AppSink {
                     .map(|(_, e)| e)
                     .collect();
             }
-            let (ids, receipt) = app.add(&events, positions);
+            let (ids, receipt) = app.add(events, positions);
             receipt.await.map_err(|e| {
                 if e.is_transient() {
                     SinkError::Transient(e.to_string())

@@ -60,12 +60,12 @@ pub async fn add_events(
             )))
         }
     };
-    add_and_answer(&app, &events, durable).await
+    add_and_answer(&app, events, durable).await
 }
 
 async fn add_and_answer(
     app: &App,
-    events: &[Event],
+    events: Vec<Event>,
     durable: bool,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (ids, receipt) = app.add(events, Vec::new());
@@ -147,9 +147,9 @@ pub async fn add_and_check(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     match read_check_body(&app, body)? {
-        OneOrMany::One(e) => add_and_check_one(&app, &e).await.map(Json),
+        OneOrMany::One(e) => add_and_check_one(&app, e).await.map(Json),
         OneOrMany::Many(es) => {
-            let checked: Vec<_> = es.iter().map(|e| app.add_and_check(e)).collect();
+            let checked: Vec<_> = es.into_iter().map(|e| app.add_and_check(e)).collect();
             let mut out = Vec::with_capacity(checked.len());
             for c in checked {
                 c.receipt.await.map_err(ApiError::internal)?;
@@ -160,7 +160,7 @@ pub async fn add_and_check(
     }
 }
 
-async fn add_and_check_one(app: &App, event: &Event) -> ApiResult<Value> {
+async fn add_and_check_one(app: &App, event: Event) -> ApiResult<Value> {
     let c = app.add_and_check(event);
     c.receipt.await.map_err(ApiError::internal)?;
     Ok(decision_json(&c.decision, Some(c.event_id)))
@@ -187,10 +187,10 @@ pub async fn post_event(
     app.validate(std::slice::from_ref(&event))
         .map_err(shape_errors)?;
     if matches!(flag(&qs, "result").as_deref(), Some("true") | Some("1")) {
-        let v = add_and_check_one(&app, &event).await?;
+        let v = add_and_check_one(&app, event).await?;
         Ok((StatusCode::OK, Json(v)))
     } else {
-        add_and_answer(&app, std::slice::from_ref(&event), false).await
+        add_and_answer(&app, vec![event], false).await
     }
 }
 
