@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use weir_query_lang::ast::{RuleSource, Source, Statement};
+use weir_query_lang::ast::{Ident, RuleSource, Source, Statement};
 use weir_query_lang::{analyze, parse, parse_and_analyze, AnalyzerConfig, Catalog, QueryShape};
 use weir_storage::CatalogKind;
 
@@ -54,37 +54,39 @@ fn changes_state(s: &Statement) -> bool {
 fn precheck<'a>(app: &App, statements: impl Iterator<Item = &'a Statement>) -> ApiResult<()> {
     let mut queries: BTreeSet<String> = app.engine.query_names().into_iter().collect();
     let mut rules: BTreeSet<String> = rule_names(app).into_iter().collect();
+    // A name that exists (or not) is a semantic error: 400 with the name's position.
+    let at = |name: &Ident, message: String| {
+        ApiError::bad_request(message)
+            .with("line", json!(name.span.line))
+            .with("column", json!(name.span.column))
+    };
     for stmt in statements {
         match stmt {
+            Statement::CreateQuery(q) if !q.or_replace() && queries.contains(&q.name.name) => {
+                let msg = format!(
+                    "query '{}' exists; use CREATE OR REPLACE QUERY to replace it",
+                    q.name
+                );
+                return Err(at(&q.name, msg));
+            }
             Statement::CreateQuery(q) => {
-                if !q.or_replace() && queries.contains(&q.name.name) {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::CONFLICT,
-                        format!(
-                            "query '{}' exists; use CREATE OR REPLACE QUERY to replace it",
-                            q.name
-                        ),
-                    ));
-                }
                 queries.insert(q.name.name.clone());
             }
             Statement::DropQuery(n) if !queries.remove(&n.name) => {
-                return Err(ApiError::not_found(format!("no query named '{n}'")));
+                return Err(at(n, format!("no query named '{n}'")));
+            }
+            Statement::CreateRule(r) if !r.or_replace && rules.contains(&r.name.name) => {
+                let msg = format!(
+                    "rule '{}' exists; use CREATE OR REPLACE RULE to replace it",
+                    r.name
+                );
+                return Err(at(&r.name, msg));
             }
             Statement::CreateRule(r) => {
-                if !r.or_replace && rules.contains(&r.name.name) {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::CONFLICT,
-                        format!(
-                            "rule '{}' exists; use CREATE OR REPLACE RULE to replace it",
-                            r.name
-                        ),
-                    ));
-                }
                 rules.insert(r.name.name.clone());
             }
             Statement::DropRule(n) if !rules.remove(&n.name) => {
-                return Err(ApiError::not_found(format!("no rule named '{n}'")));
+                return Err(at(n, format!("no rule named '{n}'")));
             }
             _ => {}
         }

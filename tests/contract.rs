@@ -66,12 +66,17 @@ async fn statements_apply_all_or_nothing_with_positions() {
     assert_eq!(st, 200);
     assert_eq!(q["name"], "clicks");
     assert_eq!(q["status"], "running");
-    let (st, _) = s
-        .statements("CREATE QUERY clicks AS SELECT count(*) FROM click")
+    let (st, body) = s
+        .statements("SHOW QUERIES;\nCREATE QUERY clicks AS SELECT count(*) FROM click")
         .await;
     assert_eq!(
-        st, 409,
+        st, 400,
         "creating an existing query without OR REPLACE is refused"
+    );
+    assert_eq!(
+        (body["line"].as_u64(), body["column"].as_u64()),
+        (Some(2), Some(14)),
+        "{body}"
     );
 
     let r = s
