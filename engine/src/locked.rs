@@ -30,6 +30,9 @@ pub struct Condition {
     pub value: Option<RowExpr>,
     /// The literal side (`100`), if simple.
     pub threshold: Option<f64>,
+    /// How many leading result columns `expr` and `value` read (the rest are not computed
+    /// for a [`Locked::check`]).
+    cols: usize,
 }
 
 fn is_cmp(op: BinaryOp) -> bool {
@@ -57,8 +60,12 @@ impl Condition {
                 }
             }
         }
+        let cols = expr
+            .cols_needed()
+            .max(value.as_ref().map_or(0, RowExpr::cols_needed));
         Ok(Condition {
             query_id: q.id,
+            cols,
             expr,
             value,
             threshold,
@@ -226,25 +233,30 @@ impl<'a> Locked<'a> {
             return Ok(None);
         };
         let plan = &it.q.plan;
-        Ok(Some(self.row(it, include_event, |cx, w| {
-            let check = Check::of(cond, cx, w);
-            let values = plan
-                .columns
-                .iter()
-                .map(|(n, _)| n.clone())
-                .zip(cx.cols.iter().cloned())
-                .collect();
-            Evaluation {
-                key: self.key_map_of(it),
-                values,
-                holds: check.holds,
-                value: check.value,
-                threshold: check.threshold,
-                window_ms: check.window_ms,
-                window_start: check.window_start,
-                window_end: check.window_end,
-            }
-        })))
+        Ok(Some(self.row(
+            it,
+            include_event,
+            plan.columns.len(),
+            |cx, w| {
+                let check = Check::of(cond, cx, w);
+                let values = plan
+                    .columns
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .zip(cx.cols.iter().cloned())
+                    .collect();
+                Evaluation {
+                    key: self.key_map_of(it),
+                    values,
+                    holds: check.holds,
+                    value: check.value,
+                    threshold: check.threshold,
+                    window_ms: check.window_ms,
+                    window_start: check.window_start,
+                    window_end: check.window_end,
+                }
+            },
+        )))
     }
 
     /// [`Locked::evaluate`] without the key and column maps: what a rule decision needs
@@ -258,9 +270,9 @@ impl<'a> Locked<'a> {
         let Some(it) = self.item_for(name, cond)? else {
             return Ok(None);
         };
-        Ok(Some(
-            self.row(it, include_event, |cx, w| Check::of(cond, cx, w)),
-        ))
+        Ok(Some(self.row(it, include_event, cond.cols, |cx, w| {
+            Check::of(cond, cx, w)
+        })))
     }
 
     /// The event's group key in query `name` (field → value), if the query matches.
@@ -295,11 +307,13 @@ impl<'a> Locked<'a> {
 
     /// Build the row of the event's key over the window holding the event (with the event
     /// folded in if `include_event` and it is not late) and pass it to `f`, with the window
-    /// (start, end, width). Buffers are inline for small plans: no allocation.
+    /// (start, end, width). Only the first `ncols` result columns are computed. Buffers are
+    /// inline for small plans: no allocation.
     fn row<R>(
         &self,
         it: &Item<'a>,
         include_event: bool,
+        ncols: usize,
         f: impl FnOnce(&RowCtx<'_>, Window) -> R,
     ) -> R {
         let plan = &it.q.plan;
@@ -309,7 +323,14 @@ impl<'a> Locked<'a> {
         let (lo, hi) = plan.time.window_at(ev.ts);
         let vals = self.key_vals(it);
         let ks = shard.find(it.hash, vals);
-        let mut comps: SmallVec<[f64; 8]> = smallvec::smallvec![0.0; stride - 1];
+        let mut stack = [0.0f64; 16];
+        let mut heap = Vec::new();
+        let comps: &mut [f64] = if stride - 1 <= stack.len() {
+            &mut stack[..stride - 1]
+        } else {
+            heap.resize(stride - 1, 0.0);
+            &mut heap
+        };
         let mut others = plan.template.clone();
         if let Some(k) = ks {
             // As Shard::acc: buckets in [lo, hi) above the retention line; nothing if the
@@ -317,7 +338,7 @@ impl<'a> Locked<'a> {
             let a = k.lower_bound(lo.max(shard.keep_line(plan)), stride);
             let b = k.lower_bound(hi, stride);
             if b > a {
-                k.sum_range(a, b, stride, &mut comps);
+                k.sum_range(a, b, stride, comps);
                 if comps[0] > 0.0 {
                     k.merge_others(a, b, &mut others);
                 } else {
@@ -328,15 +349,14 @@ impl<'a> Locked<'a> {
         if include_event && !shard.is_late(plan, ev.ts) {
             comps[0] += 1.0;
             for a in &plan.aggs {
-                a.fold_comps(ev, &mut comps);
+                a.fold_comps(ev, comps);
                 a.fold_other(ev, &mut others);
             }
         }
-        let aggs: SmallVec<[Value; 8]> = plan
-            .aggs
-            .iter()
-            .map(|a| a.finish(&comps, &others))
-            .collect();
+        let mut aggs: SmallVec<[Value; 6]> = SmallVec::new();
+        for a in &plan.aggs {
+            aggs.push(a.finish(comps, &others));
+        }
         let owned: SmallVec<[Value; 4]>;
         let key: &[Value] = match ks {
             // Equal to the event's values (same Val), so every row expression agrees.
@@ -354,8 +374,8 @@ impl<'a> Locked<'a> {
             TimeShape::Tumbling { g } => (Some(lo), Some(hi), Some(g)),
             TimeShape::Sliding { w, .. } => (Some(lo), Some(hi), Some(w)),
         };
-        let mut cols: SmallVec<[Value; 8]> = SmallVec::with_capacity(plan.columns.len());
-        for (_, e) in &plan.columns {
+        let mut cols: SmallVec<[Value; 6]> = SmallVec::new();
+        for (_, e) in plan.columns.iter().take(ncols) {
             let v = e
                 .eval(&RowCtx {
                     aggs: &aggs,

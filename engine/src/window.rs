@@ -26,8 +26,10 @@ use crate::tree::Tree;
 /// Words per entry before the numeric components: start and event count.
 pub const HEAD_WORDS: usize = 2;
 
-/// The state of one group key in one query.
+/// The state of one group key in one query. Exactly one cache line, aligned to one, so a
+/// key-table probe touches one line for the whole header.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 pub struct KeyState {
     /// The group-key parts (GROUP BY fields in order; missing = null).
     pub parts: Box<[Value]>,
@@ -295,6 +297,12 @@ impl KeyState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_header_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<KeyState>(), 64);
+        assert_eq!(std::mem::align_of::<KeyState>(), 64);
+    }
 
     #[test]
     fn prefix_sums_survive_out_of_order_and_eviction() {
