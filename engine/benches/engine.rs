@@ -161,6 +161,21 @@ fn decisions(c: &mut Criterion) {
             }
         })
     });
+    // What add_and_check does per call since the rule path skips the row maps: lock,
+    // check including the event, build the key map for the decision, apply.
+    group.bench_function("check_and_apply_1k_keys", |b| {
+        b.iter(|| {
+            for e in &events {
+                engine.locked(e, |lk| {
+                    let ev = lk.check("q", &cond, true).unwrap().unwrap();
+                    black_box(lk.key("q"));
+                    if !ev.holds {
+                        lk.apply();
+                    }
+                })
+            }
+        })
+    });
     group.finish();
 }
 

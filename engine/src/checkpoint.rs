@@ -201,6 +201,7 @@ fn restore_query(
             let ks = KeyState::from_raw(
                 k.parts.clone().into_boxed_slice(),
                 hash,
+                stride,
                 k.buf.clone(),
                 k.head,
                 k.others.clone(),

@@ -58,7 +58,7 @@ use weir_query_lang::QueryShape;
 pub use backfill::Shadow;
 pub use checkpoint::EngineCheckpoint;
 pub use error::{EngineError, Result};
-pub use locked::{Condition, Evaluation, Locked};
+pub use locked::{Check, Condition, Evaluation, Locked};
 pub use plan::{Plan, TimeShape};
 pub use read::{ReadRequest, Row};
 
@@ -291,10 +291,7 @@ impl Engine {
     /// Run `f` with every shard the event touches locked (see [`Locked`]).
     pub fn locked<R>(&self, ev: &Event, f: impl FnOnce(&mut Locked<'_>) -> R) -> R {
         let cat = self.catalog.read();
-        let mut lk = Locked::new(ev, &cat, self.cfg.shards);
-        let r = f(&mut lk);
-        let applied = lk.applied_events();
-        drop(lk);
+        let (r, applied) = Locked::with(ev, &cat, self.cfg.shards, f);
         if applied {
             self.events_applied.fetch_add(1, Ordering::Relaxed);
         }

@@ -16,8 +16,7 @@ use weir_query_lang::ast::{BinaryOp, Expr, ExprKind, Literal};
 
 use crate::error::{EngineError, Result};
 use crate::expr::{RowCtx, RowExpr};
-use crate::read::{key_map, row_values};
-use crate::shard::{key_of, shard_of, Ingest, KeyVals, Shard};
+use crate::shard::{key_into, shard_of, Ingest, KeyVals, Shard};
 use crate::{ApplyOutcome, QueryRt, TimeShape};
 
 /// A condition on a query's rows, with what a decision reports.
@@ -31,6 +30,9 @@ pub struct Condition {
     pub value: Option<RowExpr>,
     /// The literal side (`100`), if simple.
     pub threshold: Option<f64>,
+    /// How many leading result columns `expr` and `value` read (the rest are not computed
+    /// for a [`Locked::check`]).
+    cols: usize,
 }
 
 fn is_cmp(op: BinaryOp) -> bool {
@@ -58,8 +60,12 @@ impl Condition {
                 }
             }
         }
+        let cols = expr
+            .cols_needed()
+            .max(value.as_ref().map_or(0, RowExpr::cols_needed));
         Ok(Condition {
             query_id: q.id,
+            cols,
             expr,
             value,
             threshold,
@@ -91,8 +97,9 @@ pub struct Evaluation {
 struct Item<'a> {
     q: &'a Arc<QueryRt>,
     hash: u64,
-    vals: KeyVals<'a>,
     guard: MutexGuard<'a, Shard>,
+    /// This query's key values are `Locked::vals[key.0..key.1]`.
+    key: (u32, u32),
 }
 
 /// Every shard one event touches, locked (see the module docs).
@@ -101,38 +108,58 @@ pub struct Locked<'a> {
     cat: &'a [Arc<QueryRt>],
     /// Inline for up to four matching queries: no allocation per event.
     items: SmallVec<[Item<'a>; 4]>,
+    /// The group-key values of every item, one run each (inline up to four values).
+    vals: KeyVals<'a>,
     applied: bool,
 }
 
 impl<'a> Locked<'a> {
-    /// Lock the shard of every query the event matches, in (query id, shard) order.
-    pub(crate) fn new(ev: &'a Event, cat: &'a [Arc<QueryRt>], shards: usize) -> Self {
-        let mut items = SmallVec::new();
+    /// Lock the shard of every query the event matches, in (query id, shard) order. Done in
+    /// place so the inline buffers are not copied around.
+    #[inline]
+    fn lock_all(&mut self, shards: usize) {
+        let ev = self.ev;
         // The catalogue is kept in increasing id order, and an event touches one shard
         // per query, so this is the global lock order.
-        for q in cat {
+        for q in self.cat {
             if q.is_view() || !q.plan.accepts(ev) {
                 continue;
             }
-            let (hash, vals) = key_of(&q.plan, ev);
+            let from = self.vals.len() as u32;
+            let hash = key_into(&q.plan, ev, &mut self.vals);
             let guard = q.shards[shard_of(hash, shards)].lock();
-            items.push(Item {
+            self.items.push(Item {
                 q,
                 hash,
-                vals,
                 guard,
+                key: (from, self.vals.len() as u32),
             });
-        }
-        Self {
-            ev,
-            cat,
-            items,
-            applied: false,
         }
     }
 
-    pub(crate) fn applied_events(&self) -> bool {
-        self.applied
+    /// Run `f` on the locked context of `ev` (the engine's entry point).
+    #[inline]
+    pub(crate) fn with<R>(
+        ev: &'a Event,
+        cat: &'a [Arc<QueryRt>],
+        shards: usize,
+        f: impl FnOnce(&mut Locked<'a>) -> R,
+    ) -> (R, bool) {
+        let mut lk = Self {
+            ev,
+            cat,
+            items: SmallVec::new(),
+            vals: SmallVec::new(),
+            applied: false,
+        };
+        lk.lock_all(shards);
+        let r = f(&mut lk);
+        (r, lk.applied)
+    }
+
+    #[inline]
+    fn key_vals(&self, it: &Item<'a>) -> &[Option<&'a Value>] {
+        &self.vals[it.key.0 as usize..it.key.1 as usize]
     }
 
     /// The event.
@@ -181,8 +208,10 @@ impl<'a> Locked<'a> {
     /// Add the event to every matching query (and to every shadow being backfilled).
     pub fn apply(&mut self) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
+        let vals = &self.vals;
         for it in &mut self.items {
-            match it.guard.ingest(&it.q.plan, self.ev, it.hash, &it.vals) {
+            let kv = &vals[it.key.0 as usize..it.key.1 as usize];
+            match it.guard.ingest(&it.q.plan, self.ev, it.hash, kv) {
                 Ingest::Applied => out.applied += 1,
                 Ingest::Late => out.late += 1,
             }
@@ -200,6 +229,71 @@ impl<'a> Locked<'a> {
         cond: &Condition,
         include_event: bool,
     ) -> Result<Option<Evaluation>> {
+        let Some(it) = self.item_for(name, cond)? else {
+            return Ok(None);
+        };
+        let plan = &it.q.plan;
+        Ok(Some(self.row(
+            it,
+            include_event,
+            plan.columns.len(),
+            |cx, w| {
+                let check = Check::of(cond, cx, w);
+                let values = plan
+                    .columns
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .zip(cx.cols.iter().cloned())
+                    .collect();
+                Evaluation {
+                    key: self.key_map_of(it),
+                    values,
+                    holds: check.holds,
+                    value: check.value,
+                    threshold: check.threshold,
+                    window_ms: check.window_ms,
+                    window_start: check.window_start,
+                    window_end: check.window_end,
+                }
+            },
+        )))
+    }
+
+    /// [`Locked::evaluate`] without the key and column maps: what a rule decision needs
+    /// per rule (get the key with [`Locked::key`]). No allocation for numeric results.
+    pub fn check(
+        &self,
+        name: &str,
+        cond: &Condition,
+        include_event: bool,
+    ) -> Result<Option<Check>> {
+        let Some(it) = self.item_for(name, cond)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.row(it, include_event, cond.cols, |cx, w| {
+            Check::of(cond, cx, w)
+        })))
+    }
+
+    /// The event's group key in query `name` (field → value), if the query matches.
+    pub fn key(&self, name: &str) -> Option<Map<String, Value>> {
+        self.item(name).map(|it| self.key_map_of(it))
+    }
+
+    fn key_map_of(&self, it: &Item<'a>) -> Map<String, Value> {
+        it.q.plan
+            .group
+            .iter()
+            .cloned()
+            .zip(
+                self.key_vals(it)
+                    .iter()
+                    .map(|v| v.cloned().unwrap_or(Value::Null)),
+            )
+            .collect()
+    }
+
+    fn item_for(&self, name: &str, cond: &Condition) -> Result<Option<&Item<'a>>> {
         let Some(it) = self.item(name) else {
             return Ok(None);
         };
@@ -208,44 +302,136 @@ impl<'a> Locked<'a> {
                 "condition compiled for an older version of {name:?}"
             )));
         }
+        Ok(Some(it))
+    }
+
+    /// Build the row of the event's key over the window holding the event (with the event
+    /// folded in if `include_event` and it is not late) and pass it to `f`, with the window
+    /// (start, end, width). Only the first `ncols` result columns are computed. Buffers are
+    /// inline for small plans: no allocation.
+    fn row<R>(
+        &self,
+        it: &Item<'a>,
+        include_event: bool,
+        ncols: usize,
+        f: impl FnOnce(&RowCtx<'_>, Window) -> R,
+    ) -> R {
         let plan = &it.q.plan;
         let shard = &*it.guard;
-        let (lo, hi) = plan.time.window_at(self.ev.ts);
-        let ks = shard.find(it.hash, &it.vals);
-        let mut acc = ks
-            .and_then(|k| shard.acc(plan, k, lo, hi))
-            .unwrap_or_else(|| Shard::empty_acc(plan));
-        if include_event && !shard.is_late(plan, self.ev.ts) {
-            acc.fold(plan, self.ev);
+        let ev = self.ev;
+        let stride = plan.stride;
+        let (lo, hi) = plan.time.window_at(ev.ts);
+        let vals = self.key_vals(it);
+        let ks = shard.find(it.hash, vals);
+        let mut stack = [0.0f64; 16];
+        let mut heap = Vec::new();
+        let comps: &mut [f64] = if stride - 1 <= stack.len() {
+            &mut stack[..stride - 1]
+        } else {
+            heap.resize(stride - 1, 0.0);
+            &mut heap
+        };
+        let mut others = plan.template.clone();
+        if let Some(k) = ks {
+            // As Shard::acc: buckets in [lo, hi) above the retention line; nothing if the
+            // merged count is not positive.
+            let a = k.lower_bound(lo.max(shard.keep_line(plan)), stride);
+            let b = k.lower_bound(hi, stride);
+            if b > a {
+                k.sum_range(a, b, stride, comps);
+                if comps[0] > 0.0 {
+                    k.merge_others(a, b, &mut others);
+                } else {
+                    comps.iter_mut().for_each(|x| *x = 0.0);
+                }
+            }
         }
-        let parts: Vec<Value> = it
-            .vals
-            .iter()
-            .map(|v| v.cloned().unwrap_or(Value::Null))
-            .collect();
-        let aggs = acc.finish(plan);
-        let (start, end, window_ms) = match plan.time {
+        if include_event && !shard.is_late(plan, ev.ts) {
+            comps[0] += 1.0;
+            for a in &plan.aggs {
+                a.fold_comps(ev, comps);
+                a.fold_other(ev, &mut others);
+            }
+        }
+        let mut aggs: SmallVec<[Value; 6]> = SmallVec::new();
+        for a in &plan.aggs {
+            aggs.push(a.finish(comps, &others));
+        }
+        let owned: SmallVec<[Value; 4]>;
+        let key: &[Value] = match ks {
+            // Equal to the event's values (same Val), so every row expression agrees.
+            Some(k) => &k.parts,
+            None => {
+                owned = vals
+                    .iter()
+                    .map(|v| v.cloned().unwrap_or(Value::Null))
+                    .collect();
+                &owned
+            }
+        };
+        let (start, end, width) = match plan.time {
             TimeShape::Unbounded => (None, None, None),
             TimeShape::Tumbling { g } => (Some(lo), Some(hi), Some(g)),
             TimeShape::Sliding { w, .. } => (Some(lo), Some(hi), Some(w)),
         };
-        let (values, cols) = row_values(plan, &aggs, &parts, start, end);
+        let mut cols: SmallVec<[Value; 6]> = SmallVec::new();
+        for (_, e) in plan.columns.iter().take(ncols) {
+            let v = e
+                .eval(&RowCtx {
+                    aggs: &aggs,
+                    key,
+                    cols: &cols,
+                    start,
+                    end,
+                })
+                .to_json();
+            cols.push(v);
+        }
         let cx = RowCtx {
             aggs: &aggs,
-            key: &parts,
+            key,
             cols: &cols,
             start,
             end,
         };
-        Ok(Some(Evaluation {
-            key: key_map(plan, &parts),
-            values,
-            holds: cond.expr.eval(&cx).truthy(),
-            value: cond.value.as_ref().map(|v| v.eval(&cx).to_json()),
+        f(&cx, Window { start, end, width })
+    }
+}
+
+/// Bounds of the window a decision used.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Option<i64>,
+    end: Option<i64>,
+    width: Option<i64>,
+}
+
+/// A condition evaluated for one event's key, without the row maps (see [`Locked::check`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// Whether the condition holds (deny).
+    pub holds: bool,
+    /// The compared value.
+    pub value: Option<Value>,
+    /// The threshold.
+    pub threshold: Option<f64>,
+    /// Window width (sliding: w, tumbling: g, unbounded: None).
+    pub window_ms: Option<i64>,
+    /// Window start (inclusive), if bounded.
+    pub window_start: Option<i64>,
+    /// Window end (exclusive), if bounded.
+    pub window_end: Option<i64>,
+}
+
+impl Check {
+    fn of(cond: &Condition, cx: &RowCtx<'_>, w: Window) -> Check {
+        Check {
+            holds: cond.expr.eval(cx).truthy(),
+            value: cond.value.as_ref().map(|v| v.eval(cx).to_json()),
             threshold: cond.threshold,
-            window_ms,
-            window_start: start,
-            window_end: end,
-        }))
+            window_ms: w.width,
+            window_start: w.start,
+            window_end: w.end,
+        }
     }
 }

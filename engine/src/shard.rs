@@ -45,6 +45,13 @@ pub struct Shard {
     /// Events since the last sweep.
     pub since_sweep: u64,
     scratch: Vec<f64>,
+    /// The retention line [`keep_from`] gives for any watermark in `[line_lo, line_hi)`
+    /// (the watermark's bucket), so it is recomputed only when the watermark enters a new
+    /// bucket. Checked against the watermark on every use, so a restored or reset
+    /// watermark can never see a stale line.
+    line: i64,
+    line_lo: i64,
+    line_hi: i64,
 }
 
 /// Merged state of a run of buckets: event count and components, and non-invertible states.
@@ -89,6 +96,18 @@ pub fn key_of<'a>(plan: &Plan, ev: &'a Event) -> (u64, KeyVals<'a>) {
     (h.finish(), vals)
 }
 
+/// Append the event's group-key values to `out` and return their hash.
+#[inline]
+pub fn key_into<'a>(plan: &Plan, ev: &'a Event, out: &mut KeyVals<'a>) -> u64 {
+    let mut h = StableHasher::default();
+    for g in &plan.group {
+        let v = ev.field(g);
+        h.val(v.map(Val::of).unwrap_or(Val::Null));
+        out.push(v);
+    }
+    h.finish()
+}
+
 /// The group-key hash of an event.
 #[inline]
 pub fn key_hash(plan: &Plan, ev: &Event) -> u64 {
@@ -121,7 +140,35 @@ pub fn keep_from(plan: &Plan, wm: Option<i64>) -> i64 {
 impl Shard {
     /// Whether an event at `ts` would be dropped as late.
     pub fn is_late(&self, plan: &Plan, ts: i64) -> bool {
-        plan.time.bucket(ts) < keep_from(plan, self.watermark)
+        plan.time.bucket(ts) < self.keep_line(plan)
+    }
+
+    /// [`keep_from`] of the current watermark, from the cache when it is valid.
+    #[inline]
+    pub(crate) fn keep_line(&self, plan: &Plan) -> i64 {
+        match self.watermark {
+            Some(w) if self.line_lo <= w && w < self.line_hi => self.line,
+            wm => keep_from(plan, wm),
+        }
+    }
+
+    /// [`keep_from`] of the current watermark, refreshing the cache.
+    #[inline]
+    fn update_line(&mut self, plan: &Plan) -> i64 {
+        let Some(w) = self.watermark else {
+            return i64::MIN;
+        };
+        if !(self.line_lo <= w && w < self.line_hi) {
+            self.line = keep_from(plan, self.watermark);
+            (self.line_lo, self.line_hi) = match plan.time {
+                TimeShape::Unbounded => (i64::MIN, i64::MAX),
+                t => {
+                    let b = t.bucket(w);
+                    (b, b.saturating_add(t.granularity().unwrap_or(1)))
+                }
+            };
+        }
+        self.line
     }
 
     /// Add an event whose key values and hash are `vals`, `hash` (from [`key_of`]; the plan
@@ -134,12 +181,15 @@ impl Shard {
         hash: u64,
         vals: &[Option<&Value>],
     ) -> Ingest {
-        if self.is_late(plan, ev.ts) {
+        let bucket = plan.time.bucket(ev.ts);
+        if bucket < self.keep_line(plan) {
             self.late_dropped += 1;
             return Ingest::Late;
         }
-        self.watermark = Some(self.watermark.map_or(ev.ts, |w| w.max(ev.ts)));
-        let keep = keep_from(plan, self.watermark);
+        if self.watermark.is_none_or(|w| ev.ts > w) {
+            self.watermark = Some(ev.ts);
+        }
+        let keep = self.update_line(plan);
         let stride = plan.stride;
         let ks = match self.table.find_mut(hash, |k| key_eq(k, vals)) {
             Some(k) => k,
@@ -156,14 +206,23 @@ impl Shard {
         if keep != i64::MIN {
             ks.evict_before(keep, stride);
         }
-        let i = ks.entry(plan.time.bucket(ev.ts), stride, &plan.template);
-        self.scratch.clear();
-        self.scratch.resize(stride - 1, 0.0);
-        self.scratch[0] = 1.0;
-        for a in &plan.aggs {
-            a.fold_comps(ev, &mut self.scratch);
+        let i = ks.entry(bucket, stride, &plan.template);
+        if i + 1 == ks.len(stride) {
+            // The newest bucket (the in-order case): no later prefix to update.
+            let comps = ks.last_comps_mut(stride);
+            comps[0] += 1.0;
+            for a in &plan.aggs {
+                a.fold_comps(ev, comps);
+            }
+        } else {
+            self.scratch.clear();
+            self.scratch.resize(stride - 1, 0.0);
+            self.scratch[0] = 1.0;
+            for a in &plan.aggs {
+                a.fold_comps(ev, &mut self.scratch);
+            }
+            ks.add(i, &self.scratch, stride);
         }
-        ks.add(i, &self.scratch, stride);
         if !plan.template.is_empty() {
             let others = ks.others_mut(i);
             for a in &plan.aggs {
@@ -181,7 +240,7 @@ impl Shard {
     /// Drop expired buckets of every key, and keys left empty.
     pub fn sweep(&mut self, plan: &Plan) {
         self.since_sweep = 0;
-        let keep = keep_from(plan, self.watermark);
+        let keep = self.keep_line(plan);
         if keep == i64::MIN {
             return;
         }
@@ -200,7 +259,7 @@ impl Shard {
     /// Merge a key's buckets with starts in `[lo, hi)` (and retained). None if no events.
     pub fn acc(&self, plan: &Plan, ks: &KeyState, lo: i64, hi: i64) -> Option<Acc> {
         let stride = plan.stride;
-        let lo = lo.max(keep_from(plan, self.watermark));
+        let lo = lo.max(self.keep_line(plan));
         let a = ks.lower_bound(lo, stride);
         let b = ks.lower_bound(hi, stride);
         if b <= a {

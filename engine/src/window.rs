@@ -26,15 +26,20 @@ use crate::tree::Tree;
 /// Words per entry before the numeric components: start and event count.
 pub const HEAD_WORDS: usize = 2;
 
-/// The state of one group key in one query.
+/// The state of one group key in one query. Exactly one cache line, aligned to one, so a
+/// key-table probe touches one line for the whole header.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 pub struct KeyState {
     /// The group-key parts (GROUP BY fields in order; missing = null).
     pub parts: Box<[Value]>,
     /// Hash of the parts.
     pub hash: u64,
     buf: Vec<f64>,
-    head: usize,
+    /// Index of the sentinel entry (entries before it are expired).
+    head: u32,
+    /// Entries in `buf` (`buf.len() / stride`), kept so the hot path never divides.
+    ents: u32,
     /// Leaf p holds the states of the bucket at buffer entry p + 1 (None when the plan has
     /// no non-invertible aggregate).
     others: Option<Box<Tree>>,
@@ -52,6 +57,7 @@ impl KeyState {
                 b
             },
             head: 0,
+            ents: 1,
             others: None,
         }
     }
@@ -60,6 +66,7 @@ impl KeyState {
     pub fn from_raw(
         parts: Box<[Value]>,
         hash: u64,
+        stride: usize,
         buf: Vec<f64>,
         head: usize,
         others: Vec<Vec<Other>>,
@@ -71,11 +78,13 @@ impl KeyState {
                 .collect();
             Box::new(Tree::from_leaves(leaves))
         });
+        let ents = (buf.len() / stride.max(1)) as u32;
         Self {
             parts,
             hash,
             buf,
-            head,
+            head: head as u32,
+            ents,
             others,
         }
     }
@@ -84,16 +93,18 @@ impl KeyState {
     /// kept exactly as held, so a restored key evolves bit for bit like the original).
     pub fn raw(&self) -> (Vec<f64>, usize, Vec<Vec<Other>>) {
         let others = match &self.others {
-            Some(t) => (self.head..t.len()).map(|p| t.leaf(p).to_vec()).collect(),
+            Some(t) => (self.head as usize..t.len())
+                .map(|p| t.leaf(p).to_vec())
+                .collect(),
             None => Vec::new(),
         };
-        (self.buf.clone(), self.head, others)
+        (self.buf.clone(), self.head as usize, others)
     }
 
     /// Number of retained non-empty buckets.
     #[inline]
-    pub fn len(&self, stride: usize) -> usize {
-        self.buf.len() / stride - self.head - 1
+    pub fn len(&self, _stride: usize) -> usize {
+        (self.ents - self.head - 1) as usize
     }
 
     /// Whether the key has no buckets.
@@ -103,7 +114,7 @@ impl KeyState {
 
     #[inline]
     fn off(&self, i: usize, stride: usize) -> usize {
-        (self.head + 1 + i) * stride
+        (self.head as usize + 1 + i) * stride
     }
 
     /// Start of bucket i.
@@ -146,12 +157,13 @@ impl KeyState {
         let at = prev + stride;
         self.grow(stride);
         self.buf.extend_from_within(prev..prev + stride);
+        self.ents += 1;
         if pos < n {
             self.buf[at..].rotate_right(stride);
         }
         self.buf[at] = start as f64;
         if !template.is_empty() {
-            let head = self.head;
+            let head = self.head as usize;
             self.others
                 .get_or_insert_with(|| Box::new(Tree::from_leaves(vec![Box::new([]); head])))
                 .insert(head + pos, template.into());
@@ -184,24 +196,41 @@ impl KeyState {
     /// The non-invertible states of bucket i.
     #[inline]
     pub fn others_mut(&mut self, i: usize) -> &mut [Other] {
-        let p = self.head + i;
+        let p = self.head as usize + i;
         match &mut self.others {
             Some(t) => t.leaf_mut(p),
             None => &mut [],
         }
     }
 
+    /// The event count and components of the last bucket (adding to them adds to that
+    /// bucket only: no later prefix exists). None when the key has no bucket.
+    #[inline]
+    pub fn last_comps_mut(&mut self, stride: usize) -> &mut [f64] {
+        let o = (self.ents as usize - 1) * stride;
+        &mut self.buf[o + 1..o + stride]
+    }
+
     /// Drop buckets starting before `keep_from`.
+    #[inline]
     pub fn evict_before(&mut self, keep_from: i64, stride: usize) {
+        if self.len(stride) == 0 || self.start(0, stride) >= keep_from {
+            return;
+        }
+        self.evict_slow(keep_from, stride);
+    }
+
+    #[inline(never)]
+    fn evict_slow(&mut self, keep_from: i64, stride: usize) {
         let mut n = self.len(stride);
         while n > 0 && self.start(0, stride) < keep_from {
             if let Some(t) = &mut self.others {
-                t.expire(self.head);
+                t.expire(self.head as usize);
             }
             self.head += 1;
             n -= 1;
         }
-        if self.head > 0 && self.head >= n {
+        if self.head > 0 && self.head as usize >= n {
             self.compact(stride);
         }
     }
@@ -209,16 +238,18 @@ impl KeyState {
     /// Remove expired entries and rebase the prefixes on zero.
     fn compact(&mut self, stride: usize) {
         if let Some(t) = &mut self.others {
-            t.drop_front(self.head);
+            t.drop_front(self.head as usize);
         }
-        self.buf.drain(..self.head * stride);
+        self.buf.drain(..self.head as usize * stride);
+        self.ents -= self.head;
         self.head = 0;
-        let base: Vec<f64> = self.buf[1..stride].to_vec();
-        for e in self.buf.chunks_exact_mut(stride) {
-            for (x, b) in e[1..].iter_mut().zip(&base) {
+        let (base, rest) = self.buf.split_at_mut(stride);
+        for e in rest.chunks_exact_mut(stride) {
+            for (x, b) in e[1..].iter_mut().zip(&base[1..]) {
                 *x -= b;
             }
         }
+        base[1..].iter_mut().for_each(|x| *x -= *x);
         if self.buf.capacity() > 2 * self.buf.len() + 4 * stride {
             self.buf
                 .shrink_to(self.buf.len() + self.buf.len() / 8 + stride);
@@ -243,7 +274,8 @@ impl KeyState {
     /// O(log n) tree nodes.
     pub fn merge_others(&self, a: usize, b: usize, out: &mut [Other]) {
         if let (Some(t), false) = (&self.others, out.is_empty() || b <= a) {
-            t.query(self.head + a, self.head + b, out);
+            let h = self.head as usize;
+            t.query(h + a, h + b, out);
         }
     }
 
@@ -265,6 +297,12 @@ impl KeyState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_header_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<KeyState>(), 64);
+        assert_eq!(std::mem::align_of::<KeyState>(), 64);
+    }
 
     #[test]
     fn prefix_sums_survive_out_of_order_and_eviction() {

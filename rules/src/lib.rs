@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 use weir_core::Event;
-use weir_engine::{Condition, Engine, EngineError, Locked, Shadow};
+use weir_engine::{Check, Condition, Engine, EngineError, Locked, Shadow};
 use weir_query_lang::ast::{CreateRule, Expr, RuleSource};
 
 /// Errors from defining rules.
@@ -300,14 +300,14 @@ impl RuleSet {
     }
 }
 
-fn evaluate(r: &RuleRt, lk: &Locked<'_>, include: bool) -> Option<weir_engine::Evaluation> {
+fn evaluate(r: &RuleRt, lk: &Locked<'_>, include: bool) -> Option<Check> {
     let mut cond = r.cond.lock();
-    match lk.evaluate(&r.info.query, &cond, include) {
+    match lk.check(&r.info.query, &cond, include) {
         Ok(e) => e,
         Err(_) => {
             // The query was replaced since the condition was compiled: recompile.
             *cond = lk.condition(&r.info.query, &r.info.def.deny_when).ok()?;
-            lk.evaluate(&r.info.query, &cond, include).ok().flatten()
+            lk.check(&r.info.query, &cond, include).ok().flatten()
         }
     }
 }
@@ -332,7 +332,7 @@ fn decide(rules: &[Arc<RuleRt>], lk: &mut Locked<'_>, include: bool) -> Decision
         };
         out.rules.push(RuleDecision {
             rule: r.info.name.clone(),
-            key: ev.key,
+            key: lk.key(&r.info.query).unwrap_or_default(),
             value: ev.value,
             threshold: ev.threshold,
             window_ms: ev.window_ms,
