@@ -29,6 +29,11 @@ weir_wait_port() { # host port seconds
 
 # --- RabbitMQ -----------------------------------------------------------------------------
 if ! weir_port_open 127.0.0.1 5672; then
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        echo "==> installing RabbitMQ"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq rabbitmq-server >/dev/null
+    fi
     echo "==> starting RabbitMQ"
     rabbitmq-server -detached
     weir_wait_port 127.0.0.1 5672 90 || { echo "RabbitMQ did not come up" >&2; exit 1; }
