@@ -140,7 +140,7 @@ fn writer_loop(storage: &dyn Storage, durable: bool, rx: &mpsc::Receiver<Pending
                 Err(_) => break,
             }
         }
-        let result = write_group(storage, durable, &group, c);
+        let result = write_group(storage, durable, &mut group, c);
         if let Err(e) = &result {
             tracing::error!(error = %e, batches = group.len(), "writing a log group failed");
         }
@@ -156,25 +156,27 @@ fn writer_loop(storage: &dyn Storage, durable: bool, rx: &mpsc::Receiver<Pending
 fn write_group(
     storage: &dyn Storage,
     durable: bool,
-    group: &[Pending],
+    group: &mut [Pending],
     c: &Counters,
 ) -> Result<()> {
-    if group.len() == 1 {
-        storage.append(&group[0].records, &group[0].meta)?;
+    if let [one] = group {
+        storage.append(&one.records, &one.meta)?;
     } else {
-        let records: Vec<LogRecord> = group
-            .iter()
-            .flat_map(|p| p.records.iter().cloned())
-            .collect();
+        // The group owns its batches: move their records into one list rather than cloning.
+        let n = group.iter().map(|p| p.records.len()).sum();
+        let mut records: Vec<LogRecord> = Vec::with_capacity(n);
+        for p in group.iter_mut() {
+            records.append(&mut p.records);
+        }
         // One value per meta key, the last submitted winning (a batch must not hold a key twice).
         let mut meta: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut at: HashMap<&str, usize> = HashMap::new();
-        for (k, v) in group.iter().flat_map(|p| p.meta.iter()) {
-            match at.get(k.as_str()) {
-                Some(&i) => meta[i].1 = v.clone(),
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for (k, v) in group.iter_mut().flat_map(|p| p.meta.drain(..)) {
+            match at.get(&k) {
+                Some(&i) => meta[i].1 = v,
                 None => {
-                    at.insert(k, meta.len());
-                    meta.push((k.clone(), v.clone()));
+                    at.insert(k.clone(), meta.len());
+                    meta.push((k, v));
                 }
             }
         }

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`record`]: [`LogRecord`] and the compact binary encoding of events, plus the
 //!   order-preserving key encoding the embedded backend uses.
+//! - [`codec`]: the compact binary encoding of JSON values used for event fields.
 //! - [`embedded`]: [`EmbeddedStore`], the default backend on the fjall LSM tree.
 //! - [`scylla`] (feature `scylla`): [`ScyllaStore`], the ScyllaDB/Cassandra backend.
 //! - [`group_commit`]: [`GroupCommit`], the writer thread that shares one fsync between many
@@ -16,6 +17,7 @@
 //!
 //! The trait, query types and the error enum live here.
 
+pub mod codec;
 pub mod embedded;
 pub mod group_commit;
 pub mod merge;

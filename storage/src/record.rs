@@ -1,15 +1,16 @@
 //! Log records and their encodings.
 //!
 //! An event is stored as a small hand-written binary envelope (version, flags, ts,
-//! samplerate, type, account, project, session) followed by the fields as MessagePack
-//! (self-describing, so `serde_json::Value` round-trips, but without JSON's text escaping and
-//! number parsing). Index keys are built so that byte order equals (ts, seq) order within one
+//! samplerate, type, account, project, session) followed by the fields in the tagged binary
+//! encoding of [`crate::codec`] (self-describing, so `serde_json::Value` round-trips, but
+//! without JSON's text escaping and number parsing). Several consecutive records can be
+//! encoded as one chunk ([`encode_chunk`]), the unit of the embedded backend's log. Index keys are built so that byte order equals (ts, seq) order within one
 //! (account, project[, type | session]) prefix: strings are length-prefixed (prefix-free) and
 //! numbers are big-endian, with the sign bit of `ts` flipped.
 
-use serde_json::{Map, Value};
 use weir_core::{Event, Millis};
 
+use crate::codec::{self, put_str, put_varint, Reader};
 use crate::{Result, StorageError};
 
 /// One entry of the event log.
@@ -24,16 +25,31 @@ pub struct LogRecord {
     pub denied: bool,
 }
 
-/// First byte of every encoded record; bump when the layout changes.
-const VERSION: u8 = 1;
+/// First byte of every encoded record and log chunk; bump when the layout changes.
+/// Version 1 held the fields as MessagePack; version 2 uses [`crate::codec`].
+pub const VERSION: u8 = 2;
 const FLAG_DENIED: u8 = 1;
 const FLAG_SESSION: u8 = 2;
+/// The samplerate is 1 and not written.
+const FLAG_RATE_ONE: u8 = 4;
 
 /// Encode a record's value (everything but its seq, which is the key).
 pub fn encode_record(rec: &LogRecord) -> Result<Vec<u8>> {
-    let e = &rec.event;
-    let mut out = Vec::with_capacity(64 + e.kind.len() + e.fields.len() * 16);
+    let mut out = Vec::with_capacity(record_size_hint(rec));
     out.push(VERSION);
+    put_body(&mut out, rec)?;
+    Ok(out)
+}
+
+/// A guess at the encoded size of `rec`, for buffer capacity.
+fn record_size_hint(rec: &LogRecord) -> usize {
+    let e = &rec.event;
+    48 + e.kind.len() + e.account.len() + e.project.len() + e.fields.len() * 24
+}
+
+/// The record without its version byte: flags, ts, samplerate, strings, fields.
+fn put_body(out: &mut Vec<u8>, rec: &LogRecord) -> Result<()> {
+    let e = &rec.event;
     let mut flags = 0;
     if rec.denied {
         flags |= FLAG_DENIED;
@@ -41,30 +57,56 @@ pub fn encode_record(rec: &LogRecord) -> Result<Vec<u8>> {
     if e.session_id.is_some() {
         flags |= FLAG_SESSION;
     }
+    let rate_one = e.samplerate.to_bits() == 1f64.to_bits();
+    if rate_one {
+        flags |= FLAG_RATE_ONE;
+    }
     out.push(flags);
     out.extend_from_slice(&e.ts.to_le_bytes());
-    out.extend_from_slice(&e.samplerate.to_le_bytes());
-    put_str(&mut out, &e.kind);
-    put_str(&mut out, &e.account);
-    put_str(&mut out, &e.project);
-    if let Some(s) = &e.session_id {
-        put_str(&mut out, s);
+    if !rate_one {
+        out.extend_from_slice(&e.samplerate.to_le_bytes());
     }
-    rmp_serde::encode::write(&mut out, &e.fields)
-        .map_err(|e| StorageError::Encode(e.to_string()))?;
-    Ok(out)
+    put_str(out, &e.kind);
+    put_str(out, &e.account);
+    put_str(out, &e.project);
+    if let Some(s) = &e.session_id {
+        put_str(out, s);
+    }
+    codec::put_object(out, &e.fields).map_err(StorageError::Encode)
 }
 
 /// Decode a record value written by [`encode_record`].
 pub fn decode_record(seq: u64, bytes: &[u8]) -> Result<LogRecord> {
-    let mut r = Reader { buf: bytes, seq };
-    let version = r.u8()?;
-    if version != VERSION {
-        return Err(r.corrupt(&format!("unknown record version {version}")));
+    let corrupt = |why: String| StorageError::Corrupt(format!("log record {seq}: {why}"));
+    let mut r = Reader::new(bytes);
+    check_version(&mut r).map_err(corrupt)?;
+    let rec = read_body(&mut r, seq).map_err(corrupt)?;
+    if !r.rest().is_empty() {
+        return Err(corrupt("trailing bytes".into()));
     }
+    Ok(rec)
+}
+
+fn check_version(r: &mut Reader<'_>) -> std::result::Result<(), String> {
+    match r.u8()? {
+        VERSION => Ok(()),
+        v => Err(format!(
+            "unknown format version {v} (this build reads version {VERSION})"
+        )),
+    }
+}
+
+fn read_body(r: &mut Reader<'_>, seq: u64) -> std::result::Result<LogRecord, String> {
     let flags = r.u8()?;
+    if flags & !(FLAG_DENIED | FLAG_SESSION | FLAG_RATE_ONE) != 0 {
+        return Err(format!("unknown flags {flags:#x}"));
+    }
     let ts = i64::from_le_bytes(r.array()?);
-    let samplerate = f64::from_le_bytes(r.array()?);
+    let samplerate = if flags & FLAG_RATE_ONE != 0 {
+        1.0
+    } else {
+        f64::from_le_bytes(r.array()?)
+    };
     let kind = r.string()?;
     let account = r.string()?;
     let project = r.string()?;
@@ -73,8 +115,7 @@ pub fn decode_record(seq: u64, bytes: &[u8]) -> Result<LogRecord> {
     } else {
         None
     };
-    let fields: Map<String, Value> =
-        rmp_serde::from_slice(r.buf).map_err(|e| r.corrupt(&e.to_string()))?;
+    let fields = r.object()?;
     Ok(LogRecord {
         seq,
         denied: flags & FLAG_DENIED != 0,
@@ -90,65 +131,73 @@ pub fn decode_record(seq: u64, bytes: &[u8]) -> Result<LogRecord> {
     })
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
+/// Encode consecutive log records (seqs increasing) as one chunk: the version, the count,
+/// the first seq, then each record's body preceded by its seq's distance from the previous.
+/// The embedded backend stores the log as chunks keyed by their last seq.
+pub fn encode_chunk(records: &[LogRecord]) -> Result<Vec<u8>> {
+    let refs: Vec<&LogRecord> = records.iter().collect();
+    encode_chunk_each(&refs, |_, _| {})
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// [`encode_chunk`], also handing `each` every record with its body: the bytes
+/// [`encode_record`] would give after the version byte (see [`record_from_body`]), so a
+/// caller needing both encodings encodes each record once.
+pub fn encode_chunk_each(
+    records: &[&LogRecord],
+    mut each: impl FnMut(&LogRecord, &[u8]),
+) -> Result<Vec<u8>> {
+    let hint: usize = records.iter().map(|r| record_size_hint(r)).sum();
+    let mut out = Vec::with_capacity(16 + hint);
+    out.push(VERSION);
+    put_varint(&mut out, records.len() as u64);
+    let mut prev = records.first().map_or(0, |r| r.seq);
+    put_varint(&mut out, prev);
+    for rec in records {
+        let delta = rec.seq.checked_sub(prev).ok_or_else(|| {
+            StorageError::Encode(format!("seq {} after {prev}: seqs must increase", rec.seq))
+        })?;
+        put_varint(&mut out, delta);
+        prev = rec.seq;
+        let start = out.len();
+        put_body(&mut out, rec)?;
+        each(rec, &out[start..]);
     }
-    out.push(v as u8);
+    Ok(out)
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    seq: u64,
+/// A record's standalone encoding (as [`encode_record`] gives) from its body.
+pub fn record_from_body(body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + body.len());
+    v.push(VERSION);
+    v.extend_from_slice(body);
+    v
 }
 
-impl<'a> Reader<'a> {
-    fn corrupt(&self, why: &str) -> StorageError {
-        StorageError::Corrupt(format!("log record {}: {why}", self.seq))
+/// Decode a chunk written by [`encode_chunk`]; `key_seq` (the chunk's key) names it in errors.
+pub fn decode_chunk(key_seq: u64, bytes: &[u8]) -> Result<Vec<LogRecord>> {
+    let corrupt = |why: String| StorageError::Corrupt(format!("log chunk {key_seq}: {why}"));
+    let mut r = Reader::new(bytes);
+    check_version(&mut r).map_err(corrupt)?;
+    let n = r.varint().map_err(corrupt)?;
+    if n > bytes.len() as u64 {
+        return Err(corrupt("record count past the end".into()));
     }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.buf.len() < n {
-            return Err(self.corrupt("truncated"));
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
+    let mut seq = r.varint().map_err(corrupt)?;
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let delta = r.varint().map_err(corrupt)?;
+        seq = seq
+            .checked_add(delta)
+            .ok_or_else(|| corrupt("seq overflows".into()))?;
+        out.push(read_body(&mut r, seq).map_err(corrupt)?);
     }
-
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
+    if !r.rest().is_empty() {
+        return Err(corrupt("trailing bytes".into()));
     }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut a = [0; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
+    if out.last().map(|r| r.seq).unwrap_or(key_seq) != key_seq {
+        return Err(corrupt("last seq differs from the key".into()));
     }
-
-    fn varint(&mut self) -> Result<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(self.corrupt("varint too long"))
-    }
-
-    fn string(&mut self) -> Result<String> {
-        let n = self.varint()? as usize;
-        let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| self.corrupt("string is not UTF-8"))
-    }
+    Ok(out)
 }
 
 /// The log key of `seq`: big-endian, so byte order is seq order.
@@ -250,6 +299,62 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("version 99"));
+        // Version 1 (MessagePack fields) is refused, not misread.
+        bad[0] = 1;
+        assert!(decode_record(1, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("version 1 "));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(
+            decode_record(1, &long),
+            Err(StorageError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn samplerate_one_and_others_round_trip() {
+        for rate in [1.0, 0.0, -0.0, 0.5, 1e-9, 100.0] {
+            let mut rec = sample(None, false);
+            rec.event.samplerate = rate;
+            let back = decode_record(42, &encode_record(&rec).unwrap()).unwrap();
+            assert_eq!(back.event.samplerate.to_bits(), rate.to_bits());
+        }
+    }
+
+    #[test]
+    fn chunks_round_trip_and_check_their_key() {
+        let recs: Vec<LogRecord> = [5u64, 6, 9, 1000, 1001]
+            .iter()
+            .enumerate()
+            .map(|(i, &seq)| {
+                let mut r = sample(if i % 2 == 0 { Some("s") } else { None }, i == 3);
+                r.seq = seq;
+                r.event.ts += i as i64;
+                r
+            })
+            .collect();
+        let bytes = encode_chunk(&recs).unwrap();
+        assert_eq!(decode_chunk(1001, &bytes).unwrap(), recs);
+        assert!(decode_chunk(1000, &bytes).is_err(), "wrong key");
+        for cut in [0, 1, 3, bytes.len() / 2, bytes.len() - 1] {
+            assert!(matches!(
+                decode_chunk(1001, &bytes[..cut]),
+                Err(StorageError::Corrupt(_))
+            ));
+        }
+        let mut old = bytes.clone();
+        old[0] = 1;
+        assert!(decode_chunk(1001, &old)
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
+        let backwards = vec![recs[1].clone(), recs[0].clone()];
+        assert!(matches!(
+            encode_chunk(&backwards),
+            Err(StorageError::Encode(_))
+        ));
     }
 
     #[test]
