@@ -1,5 +1,5 @@
 //! Storage benchmarks: durable append throughput through group commit, replay speed of
-//! `scan_seq`, and the record encoding against plain JSON.
+//! `scan_seq`, backfill speed of `scan_range`, and the record encoding against plain JSON.
 //!
 //! `cargo bench -p weir-storage --bench storage`
 
@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use weir_core::Event;
 use weir_storage::record::{decode_record, encode_record};
-use weir_storage::{EmbeddedStore, GroupCommit, LogRecord, Storage};
+use weir_storage::{EmbeddedStore, GroupCommit, LogRecord, RangeQuery, Storage};
 
 fn event(i: u64) -> Event {
     let fields = json!({
@@ -91,6 +91,23 @@ fn replay(c: &mut Criterion) {
             assert_eq!(n, N);
         })
     });
+    let range = RangeQuery {
+        account: "default".into(),
+        project: "default".into(),
+        types: vec!["neworder".into()],
+        from_ts: 0,
+        to_ts: i64::MAX,
+    };
+    g.bench_function("scan_range_one_type_200k", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            for e in store.scan_range(&range).unwrap() {
+                black_box(e.unwrap());
+                n += 1;
+            }
+            assert_eq!(n, N);
+        })
+    });
     g.finish();
 }
 
@@ -103,19 +120,19 @@ fn encoding(c: &mut Criterion) {
     let bin = encode_record(&rec).unwrap();
     let js = serde_json::to_vec(&rec.event).unwrap();
     println!(
-        "encoded size: envelope+msgpack {} bytes, json {} bytes",
+        "encoded size: envelope+binary fields {} bytes, json {} bytes",
         bin.len(),
         js.len()
     );
     let mut g = c.benchmark_group("encoding");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("encode_envelope_msgpack", |b| {
+    g.bench_function("encode_envelope_binary", |b| {
         b.iter(|| encode_record(black_box(&rec)).unwrap())
     });
     g.bench_function("encode_json", |b| {
         b.iter(|| serde_json::to_vec(black_box(&rec.event)).unwrap())
     });
-    g.bench_function("decode_envelope_msgpack", |b| {
+    g.bench_function("decode_envelope_binary", |b| {
         b.iter(|| decode_record(1, black_box(&bin)).unwrap())
     });
     g.bench_function("decode_json", |b| {

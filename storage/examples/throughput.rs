@@ -2,6 +2,8 @@
 //! durable group-commit append of 1000-event batches, then `scan_seq` and `scan_range`.
 //!
 //! `cargo run --release -p weir-storage --example throughput -- [events] [in_flight]`
+//! (set `APPEND_ONLY=1` to stop after the append, `CONSUMER_WORK=1` to do some work per
+//! scanned event, as backfill and replay do).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,13 +30,39 @@ fn event(i: u64) -> Event {
     e
 }
 
+/// What the consumer does with each scanned event: nothing, or (with `CONSUMER_WORK` set) a
+/// stand-in for engine work: serialising the fields to JSON (a few hundred ns).
+fn consume(e: &Event) {
+    if std::env::var("CONSUMER_WORK").is_ok_and(|v| v == "1") {
+        std::hint::black_box(serde_json::to_vec(&e.fields).expect("json"));
+    } else {
+        std::hint::black_box(e);
+    }
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let in_flight: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(EmbeddedStore::open(dir.path(), &Default::default()).expect("open"));
-    let gc = GroupCommit::start(store.clone(), true);
+    let durable = std::env::var("DURABLE").map_or(true, |v| v != "0");
+    let gc = GroupCommit::start(store.clone(), durable);
 
     // Events are built before the clock starts: this measures storage, not event building.
     let mut batches: Vec<Vec<LogRecord>> = (0..n.div_ceil(1000))
@@ -62,11 +90,15 @@ fn main() {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "append durable, {in_flight} in flight: {n} events in {secs:.2}s = {:.0} events/s ({:?})",
+        "append durable={durable}, {in_flight} in flight: {n} events in {secs:.2}s = {:.0} events/s ({:?})",
         n as f64 / secs,
         gc.stats()
     );
     gc.shutdown();
+    println!(
+        "data directory: {:.1} MiB",
+        dir_bytes(dir.path()) as f64 / 1048576.0
+    );
     if std::env::var_os("APPEND_ONLY").is_some() {
         return;
     }
@@ -74,7 +106,7 @@ fn main() {
     let t = Instant::now();
     let mut count = 0u64;
     for r in store.scan_seq(0).expect("scan_seq") {
-        std::hint::black_box(r.expect("record"));
+        consume(&r.expect("record").event);
         count += 1;
     }
     let secs = t.elapsed().as_secs_f64();
@@ -94,7 +126,7 @@ fn main() {
         let t = Instant::now();
         let mut count = 0u64;
         for e in store.scan_range(&q).expect("scan_range") {
-            std::hint::black_box(e.expect("event"));
+            consume(&e.expect("event").event);
             count += 1;
         }
         let secs = t.elapsed().as_secs_f64();

@@ -36,8 +36,8 @@ use weir_core::Millis;
 
 use crate::merge::MergeByTsSeq;
 use crate::record::{
-    self, decode_chunk, decode_record, encode_chunk_each, index_key, index_prefix,
-    record_from_body, seq_from_key, seq_key, ts_bytes, ts_seq_from_index_key,
+    self, decode_record, encode_chunk_each, index_key, index_prefix, record_from_body,
+    seq_from_key, seq_key, ts_bytes, ts_seq_from_index_key,
 };
 use crate::{
     CatalogKind, EventIter, EventPage, EventQuery, LogRecord, RangeQuery, RecordIter, Result,
@@ -356,16 +356,16 @@ impl Storage for EmbeddedStore {
         let it = self.log.range(seq_key(start)..).flat_map(move |kv| {
             let chunk = kv
                 .map_err(be)
-                .and_then(|(k, v)| decode_chunk(seq_from_key(&k)?, &v));
-            let items: Vec<Result<LogRecord>> = match chunk {
-                Ok(recs) => recs
-                    .into_iter()
-                    .filter(|r| r.seq >= start)
-                    .map(Ok)
-                    .collect(),
-                Err(e) => vec![Err(e)],
+                .and_then(|(k, v)| record::read_chunk(seq_from_key(&k)?, v));
+            let (records, error) = match chunk {
+                Ok(records) => (Some(records), None),
+                Err(e) => (None, Some(Err(e))),
             };
-            items
+            records
+                .into_iter()
+                .flatten()
+                .filter(move |r| r.as_ref().map_or(true, |r| r.seq >= start))
+                .chain(error)
         });
         Ok(Box::new(it))
     }

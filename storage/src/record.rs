@@ -175,29 +175,83 @@ pub fn record_from_body(body: &[u8]) -> Vec<u8> {
 
 /// Decode a chunk written by [`encode_chunk`]; `key_seq` (the chunk's key) names it in errors.
 pub fn decode_chunk(key_seq: u64, bytes: &[u8]) -> Result<Vec<LogRecord>> {
+    read_chunk(key_seq, bytes)?.collect()
+}
+
+/// Decode a chunk lazily, one record per `next` (so a replay consumes each record while the
+/// memory just allocated for it is still warm). Reads the header at once; a problem further
+/// in is the last item. `bytes` is any owner of the chunk (a `Vec`, a storage slice).
+pub fn read_chunk<B: AsRef<[u8]>>(key_seq: u64, bytes: B) -> Result<ChunkReader<B>> {
     let corrupt = |why: String| StorageError::Corrupt(format!("log chunk {key_seq}: {why}"));
-    let mut r = Reader::new(bytes);
+    let mut r = Reader::new(bytes.as_ref());
     check_version(&mut r).map_err(corrupt)?;
-    let n = r.varint().map_err(corrupt)?;
-    if n > bytes.len() as u64 {
-        return Err(corrupt("record count past the end".into()));
+    let left = r.varint().map_err(corrupt)?;
+    let seq = r.varint().map_err(corrupt)?;
+    let pos = bytes.as_ref().len() - r.rest().len();
+    Ok(ChunkReader {
+        pos,
+        left,
+        seq,
+        key_seq,
+        done: false,
+        bytes,
+    })
+}
+
+/// The records of one chunk, decoded as they are asked for (see [`read_chunk`]).
+pub struct ChunkReader<B> {
+    bytes: B,
+    pos: usize,
+    left: u64,
+    seq: u64,
+    key_seq: u64,
+    done: bool,
+}
+
+impl<B: AsRef<[u8]>> ChunkReader<B> {
+    fn corrupt(&mut self, why: String) -> Option<Result<LogRecord>> {
+        self.done = true;
+        Some(Err(StorageError::Corrupt(format!(
+            "log chunk {}: {why}",
+            self.key_seq
+        ))))
     }
-    let mut seq = r.varint().map_err(corrupt)?;
-    let mut out = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let delta = r.varint().map_err(corrupt)?;
-        seq = seq
-            .checked_add(delta)
-            .ok_or_else(|| corrupt("seq overflows".into()))?;
-        out.push(read_body(&mut r, seq).map_err(corrupt)?);
+}
+
+impl<B: AsRef<[u8]>> Iterator for ChunkReader<B> {
+    type Item = Result<LogRecord>;
+
+    fn next(&mut self) -> Option<Result<LogRecord>> {
+        if self.done {
+            return None;
+        }
+        let all = self.bytes.as_ref();
+        let mut r = Reader::new(&all[self.pos..]);
+        if self.left == 0 {
+            self.done = true;
+            if !r.rest().is_empty() {
+                return self.corrupt("trailing bytes".into());
+            }
+            return None;
+        }
+        let item = r.varint().and_then(|delta| {
+            let seq = self.seq.checked_add(delta).ok_or("seq overflows")?;
+            read_body(&mut r, seq)
+        });
+        let consumed = all.len() - self.pos - r.rest().len();
+        match item {
+            Err(why) => self.corrupt(why),
+            Ok(rec) => {
+                self.pos += consumed;
+                self.left -= 1;
+                self.seq = rec.seq;
+                if self.left == 0 && rec.seq != self.key_seq {
+                    return self.corrupt("last seq differs from the key".into());
+                }
+                Some(Ok(rec))
+            }
+        }
     }
-    if !r.rest().is_empty() {
-        return Err(corrupt("trailing bytes".into()));
-    }
-    if out.last().map(|r| r.seq).unwrap_or(key_seq) != key_seq {
-        return Err(corrupt("last seq differs from the key".into()));
-    }
-    Ok(out)
 }
 
 /// The log key of `seq`: big-endian, so byte order is seq order.
