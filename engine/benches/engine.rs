@@ -8,79 +8,14 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use weir_core::Event;
 use weir_engine::{Engine, EngineConfig, ReadRequest};
 use weir_query_lang::ast::*;
 
-fn field(p: &str) -> Expr {
-    Expr {
-        kind: ExprKind::Field(FieldRef {
-            path: vec![p.into()],
-            span: Span::default(),
-        }),
-        span: Span::default(),
-    }
-}
-
-fn agg(func: AggFunc, arg: Option<Expr>, alias: &str) -> SelectItem {
-    SelectItem::Expr {
-        expr: Expr {
-            kind: ExprKind::Aggregate(Aggregate {
-                func,
-                arg: arg.map(Box::new),
-            }),
-            span: Span::default(),
-        },
-        alias: Some(Ident::new(alias)),
-    }
-}
-
-fn count_sum(g: i64, w: i64) -> Select {
-    Select {
-        span: Span::default(),
-        items: vec![
-            agg(AggFunc::Count, None, "n"),
-            agg(AggFunc::Sum, Some(field("amount")), "s"),
-        ],
-        from: Source::Named {
-            name: Ident::new("t"),
-            window: None,
-        },
-        where_clause: None,
-        group_by: vec![
-            GroupItem::Field(FieldRef {
-                path: vec!["k".into()],
-                span: Span::default(),
-            }),
-            GroupItem::Timeseries {
-                span: Span::default(),
-                time_field: Ident::new("time"),
-                granularity: g,
-                window: Some(w),
-            },
-        ],
-        having: None,
-        limit: None,
-    }
-}
-
-fn ev(key: u64, ts: i64) -> Event {
-    let mut f = Map::new();
-    f.insert("k".into(), Value::from(key));
-    f.insert("amount".into(), json!(3));
-    Event::new("t", ts, f)
-}
-
-/// A small deterministic random sequence.
-fn rng(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
-}
-
-const T0: i64 = 1_700_000_000_000;
+#[path = "support.rs"]
+mod support;
+use support::*;
 
 fn ingest(c: &mut Criterion) {
     let mut group = c.benchmark_group("ingest_count_sum_10s_60min");
