@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 use weir_core::Event;
 use weir_query_lang::ast::*;
 
+/// A field reference expression.
 pub fn field(p: &str) -> Expr {
     Expr {
         kind: ExprKind::Field(FieldRef {
@@ -16,6 +17,7 @@ pub fn field(p: &str) -> Expr {
     }
 }
 
+/// An aggregate select item with an alias.
 pub fn agg(func: AggFunc, arg: Option<Expr>, alias: &str) -> SelectItem {
     SelectItem::Expr {
         expr: Expr {
@@ -29,6 +31,7 @@ pub fn agg(func: AggFunc, arg: Option<Expr>, alias: &str) -> SelectItem {
     }
 }
 
+/// `count(*), sum(amount) … GROUP BY k, timeseries(time, g, w)` over type `t`.
 pub fn count_sum(g: i64, w: i64) -> Select {
     Select {
         span: Span::default(),
@@ -58,6 +61,7 @@ pub fn count_sum(g: i64, w: i64) -> Select {
     }
 }
 
+/// An event of type `t` with key `k` and amount 3.
 pub fn ev(key: u64, ts: i64) -> Event {
     let mut f = Map::new();
     f.insert("k".into(), Value::from(key));
@@ -73,4 +77,5 @@ pub fn rng(seed: &mut u64) -> u64 {
     *seed
 }
 
+/// A fixed base time.
 pub const T0: i64 = 1_700_000_000_000;
