@@ -72,20 +72,29 @@ fn replay_from(shadow: &Shadow, clause: Backfill, reference: i64) -> Option<i64>
 }
 
 /// Replay the stored events of `shadow`'s range into it; `shown_as` is the name progress is
-/// reported under and `text` the new definition. Returns the events replayed.
+/// reported under and `text` the new definition. Returns the shadow, ready to take over, and
+/// the events replayed; on an error the shadow is dropped and the old version stays.
 pub fn run(
     app: &App,
-    shadow: &Shadow,
+    shadow: Shadow,
     clause: Backfill,
     shown_as: &str,
     text: &str,
-) -> anyhow::Result<u64> {
-    let Some(from_ts) = replay_from(shadow, clause, app.clock.now_ms()) else {
-        return Ok(0);
+) -> anyhow::Result<(Shadow, u64)> {
+    let Some(from_ts) = replay_from(&shadow, clause, app.clock.now_ms()) else {
+        return Ok((shadow, 0));
     };
     // Every event with an id below the boundary must be in the store before it is read.
-    app.flush_blocking()?;
-    replay(app, shadow, from_ts, shown_as, text)
+    let replayed = app
+        .flush_blocking()
+        .and_then(|()| replay(app, &shadow, from_ts, shown_as, text));
+    match replayed {
+        Ok(n) => Ok((shadow, n)),
+        Err(e) => {
+            app.engine.abort(shadow);
+            Err(e)
+        }
+    }
 }
 
 /// Replay events of `shadow`'s types from `from_ts` with ids below its boundary.

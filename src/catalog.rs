@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 use weir_query_lang::ast::{Ident, RuleSource, Source, Statement};
-use weir_query_lang::{analyze, parse, parse_and_analyze, AnalyzerConfig, Catalog, QueryShape};
+use weir_query_lang::{parse, parse_and_analyze, AnalyzerConfig, Catalog, QueryShape};
 use weir_storage::CatalogKind;
 
 use crate::api::error::{ApiError, ApiResult};
@@ -16,11 +16,7 @@ pub struct EngineCatalog<'a>(pub &'a App);
 
 impl Catalog for EngineCatalog<'_> {
     fn query(&self, name: &str) -> Option<QueryShape> {
-        let q = self.0.engine.query(name)?;
-        let stmt = Statement::Select(q.plan.select.clone());
-        analyze(&stmt, self, &analyzer_config(self.0))
-            .ok()
-            .map(|a| a.shape())
+        self.0.engine.query_shape(name)
     }
 }
 
@@ -53,7 +49,7 @@ fn changes_state(s: &Statement) -> bool {
 /// Names that exist or not, checked before anything is applied.
 fn precheck<'a>(app: &App, statements: impl Iterator<Item = &'a Statement>) -> ApiResult<()> {
     let mut queries: BTreeSet<String> = app.engine.query_names().into_iter().collect();
-    let mut rules: BTreeSet<String> = rule_names(app).into_iter().collect();
+    let mut rules: BTreeSet<String> = app.rules.rule_names().into_iter().collect();
     // A name that exists (or not) is a semantic error: 400 with the name's position.
     let at = |name: &Ident, message: String| {
         ApiError::bad_request(message)
@@ -107,13 +103,10 @@ fn apply_one(app: &App, stmt: &Statement, persist: bool) -> ApiResult<Value> {
                     .engine
                     .create_shadow(name, &q.select, &[], false, || app.next_seq())
                     .map_err(|e| bad(&e))?;
-                match crate::backfill::run(app, &shadow, q.backfill, name, &stmt.to_string()) {
-                    Ok(n) => backfilled = n,
-                    Err(e) => {
-                        app.engine.abort(shadow);
-                        return Err(ApiError::internal(e));
-                    }
-                }
+                let (shadow, n) =
+                    crate::backfill::run(app, shadow, q.backfill, name, &stmt.to_string())
+                        .map_err(ApiError::internal)?;
+                backfilled = n;
                 app.engine.promote(shadow).map_err(|e| bad(&e))?;
             } else {
                 app.engine
@@ -132,7 +125,7 @@ fn apply_one(app: &App, stmt: &Statement, persist: bool) -> ApiResult<Value> {
             json!({ "statement": "drop_query", "name": n.name })
         }
         Statement::CreateRule(r) => {
-            let replaced = rule_names(app).contains(&r.name.name);
+            let replaced = app.rules.rule_names().contains(&r.name.name);
             let name = &r.name.name;
             let mut backfilled = 0;
             match (&r.source, persist) {
@@ -141,13 +134,10 @@ fn apply_one(app: &App, stmt: &Statement, persist: bool) -> ApiResult<Value> {
                         .rules
                         .prepare_owned(name, r, || app.next_seq())
                         .map_err(|e| bad(&e))?;
-                    match crate::backfill::run(app, &shadow, r.backfill, name, &stmt.to_string()) {
-                        Ok(n) => backfilled = n,
-                        Err(e) => {
-                            app.engine.abort(shadow);
-                            return Err(ApiError::internal(e));
-                        }
-                    }
+                    let (shadow, n) =
+                        crate::backfill::run(app, shadow, r.backfill, name, &stmt.to_string())
+                            .map_err(ApiError::internal)?;
+                    backfilled = n;
                     app.rules
                         .commit_rule(name, r, shadow)
                         .map_err(|e| bad(&e))?;
@@ -200,10 +190,6 @@ pub fn drop_rule(app: &App, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn rule_names(app: &App) -> Vec<String> {
-    app.rules.rules().into_iter().map(|r| r.name).collect()
-}
-
 /// Every query's definition: name, DSL text, status.
 pub fn query_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
     let stored = app.store.catalog_list(CatalogKind::Query)?;
@@ -217,7 +203,7 @@ pub fn query_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
             None => json!({ "name": name, "text": text, "status": "running" }),
         })
         .collect();
-    let rules = rule_names(app);
+    let rules = app.rules.rule_names();
     for (name, p) in backfills {
         if !rules.contains(&name) && !list.iter().any(|q| q["name"] == name.as_str()) {
             list.push(with_progress(json!({ "name": name, "text": p.text }), &p));

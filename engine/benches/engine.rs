@@ -89,7 +89,7 @@ fn decisions(c: &mut Criterion) {
             for e in &events {
                 engine.locked(e, |lk| {
                     let ev = lk.evaluate("q", &cond, true).unwrap().unwrap();
-                    if !ev.holds {
+                    if !ev.check.holds {
                         lk.apply();
                     }
                 })

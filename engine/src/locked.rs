@@ -80,18 +80,8 @@ pub struct Evaluation {
     pub key: Map<String, Value>,
     /// The result columns.
     pub values: Map<String, Value>,
-    /// Whether the condition holds (deny).
-    pub holds: bool,
-    /// The compared value.
-    pub value: Option<Value>,
-    /// The threshold.
-    pub threshold: Option<f64>,
-    /// Window width (sliding: w, tumbling: g, unbounded: None).
-    pub window_ms: Option<i64>,
-    /// Window start (inclusive), if bounded.
-    pub window_start: Option<i64>,
-    /// Window end (exclusive), if bounded.
-    pub window_end: Option<i64>,
+    /// The decision itself: whether the condition holds, the value, threshold and window.
+    pub check: Check,
 }
 
 struct Item<'a> {
@@ -248,12 +238,7 @@ impl<'a> Locked<'a> {
                 Evaluation {
                     key: self.key_map_of(it),
                     values,
-                    holds: check.holds,
-                    value: check.value,
-                    threshold: check.threshold,
-                    window_ms: check.window_ms,
-                    window_start: check.window_start,
-                    window_end: check.window_end,
+                    check,
                 }
             },
         )))
