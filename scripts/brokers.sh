@@ -2,8 +2,8 @@
 #
 # - RabbitMQ on 127.0.0.1:5672 (guest/guest): used if reachable, else started with
 #   `rabbitmq-server -detached` and waited for.
-# - tansu, a Kafka-compatible broker: found as $TANSU or `tansu` on PATH, else installed with
-#   cargo; started on a free loopback port with durable sqlite storage in a temp dir.
+# - tansu, a Kafka-compatible broker: found as $TANSU, `tansu` on PATH, or a prebuilt one beside
+#   the checkout (../shared/tools/tansu), else installed with cargo; started on a free loopback port with durable sqlite storage in a temp dir.
 #
 # Exports for the tests:
 #   WEIR_TEST_AMQP       amqp URL of the RabbitMQ broker
@@ -44,6 +44,10 @@ export WEIR_TEST_AMQP="amqp://guest:guest@127.0.0.1:5672/%2f"
 # --- tansu (Kafka) ------------------------------------------------------------------------
 if [ -z "${TANSU:-}" ]; then
     TANSU="$(command -v tansu || true)"
+fi
+# A prebuilt broker kept beside the checkout (../shared/tools/tansu) saves the long build.
+if [ -z "$TANSU" ] && [ -x "$(pwd)/../shared/tools/tansu" ]; then
+    TANSU="$(cd "$(pwd)/../shared/tools" && pwd)/tansu"
 fi
 if [ -z "$TANSU" ]; then
     echo "==> installing tansu (once; this takes a while)"
