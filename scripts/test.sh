@@ -15,3 +15,4 @@ source scripts/brokers.sh
 
 echo "==> tests"
 cargo test --workspace --all-targets
+scripts/web.sh   # the web console: bundle check and end-to-end tests in headless Chromium

@@ -1,7 +1,7 @@
-//! Small routes: health, the route list (seed 003's `/help`), the home page, 404.
+//! Small routes: health, the route list (seed 003's `/help`), 404. The page at `GET /` is
+//! the web console ([`super::console`]).
 
 use axum::http::{StatusCode, Uri};
-use axum::response::Html;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -17,6 +17,7 @@ pub async fn help() -> Json<Value> {
     Json(json!({
         "message": "Weir: continuous queries and allow/deny rules over event streams.",
         "routes": {
+            "GET /": "the web console",
             "GET /healthz": "200 once ready",
             "GET /help": "this list",
             "GET /metrics": "Prometheus metrics",
@@ -35,11 +36,6 @@ pub async fn help() -> Json<Value> {
             "GET /event?evtname=…&… | ?id=N": "check (seed form)"
         }
     }))
-}
-
-/// `GET /`: a small page pointing at the API.
-pub async fn home() -> Html<&'static str> {
-    Html(include_str!("home.html"))
 }
 
 /// Unknown routes.

@@ -9,9 +9,11 @@
 //! - [`decision`]: a rules decision as JSON.
 //! - [`analytics`]: the event store and analytics (events listing, JSON query, stats, keys).
 //! - [`metrics`]: `/metrics` for Prometheus.
-//! - [`misc`]: `/healthz`, `/help`, the home page.
+//! - [`console`]: the web console at `/` (built from `web/`, embedded).
+//! - [`misc`]: `/healthz`, `/help`, 404.
 
 pub mod analytics;
+pub mod console;
 pub mod decision;
 pub mod error;
 pub mod events;
@@ -34,7 +36,8 @@ use crate::app::App;
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.cfg.max_body_bytes;
     Router::new()
-        .route("/", get(misc::home))
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::asset))
         .route("/healthz", get(misc::healthz))
         .route("/help", get(misc::help))
         .route("/metrics", get(metrics::render))

@@ -17,6 +17,7 @@ const requests = [];
 const pageErrors = [];
 
 async function shot(name) {
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
 }
 

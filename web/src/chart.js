@@ -206,7 +206,7 @@ function draw(shape, rows, from, to) {
     }
     if (!xs.length) xs = [from, to - 1];
     if (!series.length) series = [{ label: sel.column || 'no rows', values: xs.map(() => null) }];
-    plot(plotEl, xs, series);
+    plot(plotEl, xs, series, { xRange: [from, to] });
     plotEl.setAttribute('aria-label', `${sel.query}: ${series.map((s) => s.label).join(', ')} over time`);
   }
   const points = series.reduce((a, s) => a + s.values.filter((v) => v !== null).length, 0);

@@ -75,8 +75,9 @@ function drawTiles(s) {
 }
 
 /** The live value of a query: its rows now (current window, bucket or total). */
-function valueCell(name) {
+function valueCell(name, backfilling) {
   const r = results.get(name);
+  if (backfilling && (!r || r.error)) return h('span', { class: 'muted', 'data-live': name }, 'results once the backfill is done');
   if (!r) return h('span', { class: 'muted' }, '…');
   if (r.error) return h('span', { class: 'error-text' }, r.error);
   if (!r.rows.length) return h('span', { class: 'muted', 'data-live': name }, 'no events in the current window');
@@ -126,7 +127,7 @@ function draw(s) {
               h('th', { scope: 'row' }, h('code', {}, q.name)),
               h('td', {}, shapeText(q)),
               h('td', {}, statusCell(q)),
-              h('td', {}, valueCell(q.name)),
+              h('td', {}, valueCell(q.name, q.status === 'backfilling')),
               h('td', { class: 'actions' },
                 h('a', { href: `#/chart/${encodeURIComponent(q.name)}` }, 'Chart'), ' ',
                 h('a', { href: `#/editor/${encodeURIComponent(q.name)}` }, 'Edit'))))),

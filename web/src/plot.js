@@ -6,10 +6,12 @@ const COLORS = ['#1d4ed8', '#dc2626', '#059669', '#d97706', '#7c3aed', '#db2777'
 
 /**
  * Draw (or update) a chart in `el`: `xs` are unix ms, `series` are [{label, values}] aligned
- * with `xs` (null where a key has no row). Returns the uPlot instance kept on the element.
+ * with `xs` (null where a key has no row); `opts.xRange` [from, to] in unix ms fixes the
+ * x axis, `opts.bars` draws bars, `opts.height` sets the height. Returns the uPlot instance kept on the element.
  */
 export function plot(el, xs, series, opts = {}) {
   const labels = series.map((s) => s.label).join('\u0000');
+  el._xr = opts.xRange ? opts.xRange.map((x) => x / 1000) : null;
   const data = [xs.map((x) => x / 1000), ...series.map((s) => s.values)];
   const width = Math.max(280, el.clientWidth || 600);
   const height = opts.height || Math.min(320, Math.max(200, Math.round(width * 0.4)));
@@ -27,7 +29,7 @@ export function plot(el, xs, series, opts = {}) {
       height,
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: !opts.bars, range: (self, min, max) => (min === max || min === null ? [(min ?? 0) - 60, (max ?? 0) + 60] : [min, max]) }, y: { range: (self, min, max) => [Math.min(0, min ?? 0), (max ?? 1) > 0 ? max * 1.1 : 1] } },
+      scales: { x: { time: !opts.bars, range: (self, min, max) => xRange(el, min, max) }, y: { range: (self, min, max) => [Math.min(0, min ?? 0), (max ?? 1) > 0 ? max * 1.1 : 1] } },
       axes: [{}, { size: 60 }],
       series: [
         { label: opts.bars ? 'key' : 'time' },
@@ -49,6 +51,14 @@ export function plot(el, xs, series, opts = {}) {
   el._labels = labels;
   el._bars = !!opts.bars;
   return u;
+}
+
+/** The x range: the one asked for (a chart's chosen time range), else the data's (widened
+ * around a single point, which uPlot would otherwise stretch over years). */
+function xRange(el, min, max) {
+  if (el._xr) return el._xr;
+  if (min === null || max === null) return [0, 1];
+  return min === max ? [min - 60, max + 60] : [min, max];
 }
 
 /** Keep charts as wide as their boxes. */

@@ -58,7 +58,8 @@ export function hide() {
 
 function live(s) {
   const rates = s.rates.length ? s.rates : [[Date.now(), 0]];
-  plot(root.querySelector('#rate-plot'), rates.map((r) => r[0]), [{ label: 'events/s', values: rates.map((r) => Math.round(r[1] * 10) / 10) }], { height: 160 });
+  const now = Date.now();
+  plot(root.querySelector('#rate-plot'), rates.map((r) => r[0]), [{ label: 'events/s', values: rates.map((r) => Math.round(r[1] * 10) / 10) }], { height: 160, xRange: [Math.min(rates[0][0], now - 60000), now] });
   root.querySelector('#rate-caption').textContent = `now ${num(Math.round(s.rate))} events/s · ${num(s.accepted)} accepted since the server started`;
   const m = s.metrics;
   root.querySelector('#decision-counts').textContent =
@@ -77,7 +78,7 @@ async function load() {
       for (const b of t.buckets) values[idx.get(b.start)] = b.count;
       return { label: name, values };
     });
-    plot(root.querySelector('#stats-plot'), starts.length ? starts : [Date.now()], series.length ? series : [{ label: 'events', values: [null] }]);
+    plot(root.querySelector('#stats-plot'), starts.length ? starts : [Date.now()], series.length ? series : [{ label: 'events', values: [null] }], { xRange: [st.from, st.to] });
     root.querySelector('#stats-caption').textContent = `${num(st.total)} events from ${time(st.from)} to ${time(st.to)} UTC, in ${num(st.granularity_ms / 1000)} s buckets`;
     fill(root.querySelector('#stats-table'), h('table', { id: 'stats-types' }, h('caption', {}, 'Events per type'),
       h('thead', {}, h('tr', {}, ['type', 'events (48 h)', 'latest minute'].map((c) => h('th', { scope: 'col' }, c)))),
