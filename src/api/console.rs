@@ -83,7 +83,12 @@ mod tests {
             );
             assert!(!body.is_empty(), "{name} is empty");
         }
-        assert!(!html.contains("http://") && !html.contains("https://"));
+        for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+            assert!(
+                !html.contains(attr),
+                "index.html loads from another host ({attr}…)"
+            );
+        }
         let refs = html.matches("/console/").count();
         assert_eq!(
             refs,
