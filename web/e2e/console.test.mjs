@@ -16,9 +16,9 @@ let page;
 const requests = [];
 const pageErrors = [];
 
-async function shot(name) {
+async function shot(name, fullPage = false) {
   await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
 }
 
 async function go(view) {
@@ -281,7 +281,7 @@ describe('web console', { concurrency: false }, () => {
     const label = await page.getAttribute('#funnel-chart', 'aria-label');
     assert.equal(label, 'Funnel: product_view: 3 events; add_to_cart: 3 events, 2 converted (66.7%)');
     assert.match(await page.textContent('#fq-sets'), /product_view\s*3\s*user_id: 2/);
-    await shot('funnels');
+    await shot('funnels', true);
   });
 
   it('shows ingest stats, per-type counts and the decisions of checks made here', async () => {
@@ -303,7 +303,7 @@ describe('web console', { concurrency: false }, () => {
     assert.match(row, /few_orders seller=gardener: 3 vs 2/);
     assert.ok(await page.isHidden('#alerts'), 'alerts shown though GET /api/alerts does not answer 200');
     assert.equal((await call(weir.base, '/api/alerts')).status === 200, await page.isVisible('#alerts'));
-    await shot('stats');
+    await shot('stats', true);
   });
 
   it('sends the saved API key on every call', async () => {

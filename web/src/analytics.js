@@ -30,7 +30,7 @@ export function mount(el) {
         field('Unique field', input('fq-unique', { list: 'fq-keys', value: 'user_id' })),
         field('Match fields (comma-separated)', input('fq-match', { list: 'fq-keys', value: 'user_id, item_colour_id' }))),
       h('datalist', { id: 'fq-types' }), h('datalist', { id: 'fq-keys' }), h('datalist', { id: 'fq-values' }),
-      field('JSON query (edit freely; Run sends this)', h('textarea', { id: 'fq-json', rows: '12', spellcheck: 'false' })),
+      field('JSON query (edit freely; Run sends this)', h('textarea', { id: 'fq-json', rows: '7', spellcheck: 'false' })),
       h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary', id: 'fq-run' }, 'Run'))),
     h('div', { id: 'fq-error', class: 'error-box', role: 'alert', hidden: true }),
     h('div', { id: 'fq-result', class: 'table-wrap', 'aria-live': 'polite' }),
@@ -80,7 +80,15 @@ function query() {
 }
 
 function build() {
-  root.querySelector('#fq-json').value = JSON.stringify(query(), null, 2);
+  // One data set per line: the whole query stays readable in a few lines.
+  const q = query();
+  const lines = [
+    `{"start": ${JSON.stringify(q.start)}, "end": ${JSON.stringify(q.end)},`,
+    ' "data": [',
+    q.data.map((d) => `  ${JSON.stringify(d)}`).join(',\n'),
+    q.funnel ? ` ],\n "funnel": ${JSON.stringify(q.funnel)}}` : ' ]}',
+  ];
+  root.querySelector('#fq-json').value = lines.join('\n');
 }
 
 async function run() {
@@ -135,10 +143,10 @@ function funnel(steps) {
     const wAll = ((W - label - 10) * s.count) / max;
     const conv = i ? s.conversions || 0 : s.count;
     const wConv = ((W - label - 10) * conv) / max;
-    chart.append(el('text', { x: 0, y: y + 22, class: 'funnel-name' }, s.name));
-    chart.append(el('rect', { x: label, y, width: Math.max(1, wAll), height: 32, class: 'funnel-all' }));
-    chart.append(el('rect', { x: label, y, width: Math.max(i ? 0 : 1, wConv), height: 32, class: 'funnel-conv' }));
-    chart.append(el('text', { x: label + 6, y: y + 21, class: 'funnel-count' }, i ? `${num(conv)} of ${num(s.count)} converted · ${pct(conv, steps[i - 1].count)} of the step before` : `${num(s.count)} events`));
+    chart.append(el('text', { x: 0, y: y + 18, class: 'funnel-name' }, s.name));
+    chart.append(el('rect', { x: label, y, width: Math.max(1, wAll), height: 24, class: 'funnel-all' }));
+    chart.append(el('rect', { x: label, y, width: Math.max(i ? 0 : 1, wConv), height: 24, class: 'funnel-conv' }));
+    chart.append(el('text', { x: label, y: y + 42, class: 'funnel-count' }, i ? `${num(conv)} of ${num(s.count)} converted · ${pct(conv, steps[i - 1].count)} of the step before` : `${num(s.count)} events`));
   });
   return h('figure', { class: 'chart' }, chart, h('figcaption', {}, 'Funnel (exact order). Dark: events that converted; light: all events of the step.'));
 }
