@@ -45,16 +45,16 @@ function liveValues(name) {
   }, name);
 }
 
-/** Wait until the overview shows `want` as a query's live value for `key`. */
-async function waitLive(name, key, want) {
+/** Wait until the overview shows `want` as a query's (or, with `row`, a rule's) live value for `key`. */
+async function waitLive(name, key, want, row = `#queries tr[data-query="${name}"]`) {
   const k = JSON.stringify(key);
-  await page.waitForFunction(([n, kk, w]) => {
-    const li = [...document.querySelectorAll(`#queries tr[data-query="${n}"] li[data-key]`)].find((x) => x.dataset.key === kk);
+  await page.waitForFunction(([r, kk, w]) => {
+    const li = [...document.querySelectorAll(`${r} li[data-key]`)].find((x) => x.dataset.key === kk);
     if (!li) return false;
     const got = Object.fromEntries([...li.querySelectorAll('b[data-col]')].map((b) => [b.dataset.col, b.textContent]));
     return Object.entries(w).every(([c, v]) => got[c] === v);
-  }, [name, k, want]);
-  return (await liveValues(name))[k];
+  }, [row, k, want]);
+  return name ? (await liveValues(name))[k] : want;
 }
 
 /** Events per type in the stats table: {type: text of its 48 h count}. */
@@ -317,6 +317,9 @@ describe('web console', { concurrency: false }, () => {
     assert.ok(calls.length > 0);
     for (const c of calls) assert.equal(c.auth, 'Bearer test-key-123', c.url);
     assert.equal(await page.inputValue('#api-key'), 'test-key-123', 'the key was not kept');
+    // The rule made in the stats test shows its live value too.
+    await waitLive(null, { seller: 'gardener' }, { orders: '3' }, '#rules tr[data-rule="few_orders"]');
+    assert.match(await page.textContent('#rules tr[data-rule="few_orders"]'), /orders > 2/);
     await page.fill('#api-key', '');
     await page.press('#api-key', 'Enter');
   });
