@@ -12,7 +12,8 @@
 //! - [`backfill`]: rebuilding created or replaced queries from stored events.
 //! - [`oneshot`]: bare SELECTs over stored events.
 //! - [`sink`]: the inputs (UDP, AMQP, Kafka) feeding the app.
-//! - [`client`]: the client subcommands.
+//! - [`client`]: the client subcommands (on the `weir-client` crate).
+//! - [`progress`]: progress bars of the client subcommands.
 //! - [`gen`]: random events between two times.
 //! - [`bench`]: the open-loop load generator.
 
@@ -25,6 +26,7 @@ mod client;
 mod config;
 mod gen;
 mod oneshot;
+mod progress;
 mod recovery;
 mod sink;
 
