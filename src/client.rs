@@ -1,10 +1,14 @@
-//! The client subcommands: `apply`, `send`, `check`.
+//! The client subcommands: `apply`, `send`, `check`, on the `weir-client` crate.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use serde_json::Value;
+use weir_client::{Client, ClientError};
+
+use crate::progress::Progress;
 
 fn read_input(file: Option<PathBuf>) -> anyhow::Result<String> {
     match file {
@@ -19,17 +23,15 @@ fn read_input(file: Option<PathBuf>) -> anyhow::Result<String> {
     }
 }
 
-async fn answer(resp: reqwest::Response) -> anyhow::Result<Value> {
-    let status = resp.status();
-    let body: Value = resp.json().await.context("reading the server's answer")?;
-    if !status.is_success() {
-        match (body.get("detail"), body.get("error")) {
-            (Some(Value::String(d)), _) => bail!("{status}: {d}"),
-            (_, Some(e)) => bail!("{status}: {e}"),
-            _ => bail!("{status}: {body}"),
-        }
+/// An error answer as the CLI prints it: the message with its caret when there is one.
+fn explain(e: ClientError) -> anyhow::Error {
+    match &e {
+        ClientError::Api { status, body, .. } => match body.get("detail") {
+            Some(Value::String(d)) => anyhow::anyhow!("{status}: {d}"),
+            _ => e.into(),
+        },
+        _ => e.into(),
     }
-    Ok(body)
 }
 
 /// `weir apply`: send DSL text to `POST /api/statements` and print the results.
@@ -38,67 +40,49 @@ pub async fn apply(url: &str, file: Option<PathBuf>, text: Option<String>) -> an
         Some(t) => t,
         None => read_input(file)?,
     };
-    let client = reqwest::Client::new();
-    let request = client
-        .post(format!("{url}/api/statements"))
-        .header("content-type", "text/plain")
-        .body(text)
-        .send();
+    let client = Client::new(url)?;
+    let request = client.apply(&text);
     tokio::pin!(request);
     // While the statements apply, show the progress of any backfill.
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-    let mut shown = false;
-    let resp = loop {
+    let mut bars: HashMap<String, Progress> = HashMap::new();
+    let results = loop {
         tokio::select! {
-            r = &mut request => break r.with_context(|| format!("connecting to {url}"))?,
-            _ = tick.tick() => shown |= show_backfills(&client, url).await,
+            r = &mut request => break r.map_err(explain)?,
+            _ = tick.tick() => show_backfills(&client, &mut bars).await,
         }
     };
-    if shown {
-        eprintln!();
+    for bar in bars.values_mut() {
+        bar.finish();
     }
-    let body = answer(resp).await?;
-    println!("{}", serde_json::to_string_pretty(&body)?);
+    println!("{}", serde_json::to_string_pretty(&results)?);
     Ok(())
 }
 
-/// Print one progress bar line per backfilling query; true if any was shown.
-async fn show_backfills(client: &reqwest::Client, url: &str) -> bool {
-    let Ok(resp) = client.get(format!("{url}/api/queries")).send().await else {
-        return false;
+/// Update one progress bar per backfilling query.
+async fn show_backfills(client: &Client, bars: &mut HashMap<String, Progress>) {
+    let Ok(list) = client.queries().await else {
+        return;
     };
-    let Ok(list) = resp.json::<Value>().await else {
-        return false;
-    };
-    let mut shown = false;
-    for q in list["queries"].as_array().into_iter().flatten() {
+    for q in list {
         if q["status"] != "backfilling" {
             continue;
         }
-        let p = q["progress"].as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
-        let filled = (p * 30.0).round() as usize;
-        let eta = q["eta_seconds"]
-            .as_f64()
-            .map(|s| format!(", about {s:.0} s left"))
-            .unwrap_or_default();
-        eprint!(
-            "\r{:<20} [{}{}] {:>3.0}%  {}/{} events{eta}   ",
-            q["name"].as_str().unwrap_or("?"),
-            "#".repeat(filled),
-            " ".repeat(30 - filled),
-            p * 100.0,
-            q["replayed"],
-            q["total"]
-        );
-        shown = true;
+        let name = q["name"].as_str().unwrap_or("?").to_string();
+        let total = q["total"].as_u64().unwrap_or(0);
+        let bar = bars.entry(name.clone()).or_insert_with(|| {
+            let b = Progress::new(total, &format!("events replayed into {name}"));
+            b.prefix(&name);
+            b
+        });
+        bar.set_total(total);
+        bar.set(q["replayed"].as_u64().unwrap_or(0));
     }
-    shown
 }
 
-/// `weir send`: JSON lines (or one JSON document) to `POST /api/events?wait=durable` in batches.
-pub async fn send(url: &str, file: Option<PathBuf>, batch: usize) -> anyhow::Result<()> {
-    let text = read_input(file)?;
-    let events: Vec<Value> = match serde_json::from_str::<Value>(&text) {
+/// Parse events: JSON lines, a JSON array, a `{"events":[…]}` batch, or one event.
+pub fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
+    Ok(match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(o)) if o.contains_key("events") => match o.get("events") {
             Some(Value::Array(a)) => a.clone(),
             _ => bail!("'events' must be an array"),
@@ -113,35 +97,68 @@ pub async fn send(url: &str, file: Option<PathBuf>, batch: usize) -> anyhow::Res
                 serde_json::from_str(l).with_context(|| format!("line {}: not JSON", i + 1))
             })
             .collect::<anyhow::Result<_>>()?,
-    };
-    let client = reqwest::Client::new();
+    })
+}
+
+/// `weir send`: events to `POST /api/events?wait=durable` in batches, with progress.
+pub async fn send(url: &str, file: Option<PathBuf>, batch: usize) -> anyhow::Result<()> {
+    let events = parse_events(&read_input(file)?)?;
+    let client = Client::new(url)?;
+    let mut progress = Progress::new(events.len() as u64, "events sent");
     let mut sent = 0;
     for chunk in events.chunks(batch.max(1)) {
-        let resp = client
-            .post(format!("{url}/api/events?wait=durable"))
-            .json(&serde_json::json!({ "events": chunk }))
-            .send()
+        client
+            .add_events(chunk, true)
             .await
-            .with_context(|| format!("connecting to {url}"))?;
-        answer(resp)
-            .await
+            .map_err(explain)
             .with_context(|| format!("after {sent} events were accepted"))?;
         sent += chunk.len();
-        eprintln!("sent {sent}/{}", events.len());
+        progress.set(sent as u64);
     }
+    progress.finish();
     Ok(())
 }
 
 /// `weir check`: one event to `POST /api/check` (or add_and_check with `--add`).
 pub async fn check(url: &str, event: &str, add: bool) -> anyhow::Result<()> {
     let event: Value = serde_json::from_str(event).context("the event is not JSON")?;
-    let path = if add { "add_and_check" } else { "check" };
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/api/{path}"))
-        .json(&event)
-        .send()
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    println!("{}", serde_json::to_string_pretty(&answer(resp).await?)?);
+    let client = Client::new(url)?;
+    let decision = if add {
+        client.add_and_check(&event).await
+    } else {
+        client.check(&event).await
+    }
+    .map_err(explain)?;
+    println!("{}", serde_json::to_string_pretty(&decision)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_events;
+
+    #[test]
+    fn every_events_file_shape_is_read() {
+        assert_eq!(
+            parse_events("{\"type\":\"a\"}\n\n{\"type\":\"b\"}\n")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_events("[{\"type\":\"a\"},{\"type\":\"b\"}]")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_events("{\"events\":[{\"type\":\"a\"}]}")
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(parse_events("{\"type\":\"a\"}").unwrap().len(), 1);
+        let err = parse_events("{\"type\":\"a\"}\nnot json\n").unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
 }

@@ -1,11 +1,16 @@
-//! The server's configuration: one tree of serde structs, layered
-//! defaults < TOML file (`--config`) < `WEIR_*` environment < command-line flags.
+//! The server's configuration: one tree of serde structs, layered with `figment`:
+//! defaults < TOML file (`--config`) < `WEIR_*` environment < command-line flags. Every key
+//! has a variable: `WEIR_<KEY>` at the top level, `WEIR_<SECTION>__<KEY>` in `[udp]`,
+//! `[amqp]` and `[kafka]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
 use serde::{Deserialize, Serialize};
 use weir_inputs::{AmqpConfig, KafkaConfig, UdpConfig};
 
@@ -76,46 +81,126 @@ impl Default for ServeConfig {
     }
 }
 
+/// The input sections; their keys come from the `weir-inputs` config types.
+const SECTIONS: [&str; 3] = ["udp", "amqp", "kafka"];
+
 impl ServeConfig {
     /// Load the layers: defaults, then the TOML file if given, then `WEIR_*` variables.
     /// Flags are applied by the caller on top.
-    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        let mut cfg = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("in config file {}", path.display()))?
-            }
-            None => Self::default(),
-        };
-        cfg.apply_env(|k| std::env::var(k).ok())?;
-        Ok(cfg)
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::layers(file)?
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", explain(e)))
     }
 
-    /// Override fields from `WEIR_HTTP`, `WEIR_DATA_DIR`, `WEIR_MAX_BODY_BYTES`,
-    /// `WEIR_CHECKPOINT_INTERVAL`, `WEIR_DURABLE`.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        if let Some(v) = get("WEIR_HTTP") {
-            self.http = v
-                .parse()
-                .with_context(|| format!("WEIR_HTTP={v:?} is not an address"))?;
+    /// Defaults < TOML file < environment, not yet extracted (also what `weir config print`
+    /// shows).
+    pub fn layers(file: Option<&Path>) -> anyhow::Result<Figment> {
+        let mut fig = Figment::from(Serialized::defaults(ServeConfig::default()));
+        if let Some(path) = file {
+            anyhow::ensure!(
+                path.is_file(),
+                "config file {} does not exist",
+                path.display()
+            );
+            fig = fig.merge(Toml::file_exact(path));
         }
-        if let Some(v) = get("WEIR_DATA_DIR") {
-            self.data_dir = v.into();
+        Ok(fig.merge(env_layer()))
+    }
+}
+
+/// `WEIR_<KEY>` for every top-level key (`WEIR_MAX_FUTURE_SKEW=1min`), and
+/// `WEIR_<SECTION>__<KEY>` inside the input sections (`WEIR_AMQP__URL=amqp://…`). Other
+/// `WEIR_*` variables (the client commands' `WEIR_URL`, test settings) are not configuration
+/// and are left alone, so they never trip the unknown-key check.
+fn env_layer() -> Env {
+    let top: Vec<String> = match serde_json::to_value(ServeConfig::default()) {
+        Ok(serde_json::Value::Object(o)) => o.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    Env::prefixed("WEIR_")
+        .filter(move |k| {
+            let k = k.as_str().to_ascii_lowercase();
+            let first = k.split("__").next().unwrap_or(&k);
+            let first = first.split('.').next().unwrap_or(first);
+            top.iter().any(|t| t == first) || SECTIONS.contains(&first)
+        })
+        .split("__")
+}
+
+/// A figment error with where the bad value came from (file, variable, default).
+fn explain(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let place = match &e.metadata {
+                Some(m) if m.name.contains("environment") => {
+                    format!(
+                        " (environment variable WEIR_{})",
+                        e.path.join("__").to_uppercase()
+                    )
+                }
+                Some(m) => match &m.source {
+                    Some(src) => format!(" ({} {src})", m.name),
+                    None => format!(" ({})", m.name),
+                },
+                None => String::new(),
+            };
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path.join("."))
+            };
+            format!("{key}{}{place}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The effective configuration as TOML, with passwords in URLs replaced by `***`.
+pub fn print(file: Option<&Path>) -> anyhow::Result<String> {
+    let fig = ServeConfig::layers(file)?;
+    // Check it first: `print` shows only a configuration `serve` would accept.
+    fig.extract::<ServeConfig>()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {}", explain(e)))?;
+    let mut value: toml::Value = fig
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {}", explain(e)))?;
+    redact(&mut value);
+    Ok(toml::to_string(&value)?)
+}
+
+/// Replace the password of every URL-like string (`scheme://user:password@host`) and every
+/// value of a key that names a secret.
+fn redact(v: &mut toml::Value) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, x) in t.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                if k.contains("password") || k.contains("secret") || k.ends_with("api_key") {
+                    *x = toml::Value::String("***".into());
+                } else {
+                    redact(x);
+                }
+            }
         }
-        if let Some(v) = get("WEIR_MAX_BODY_BYTES") {
-            self.max_body_bytes = v
-                .parse()
-                .with_context(|| format!("WEIR_MAX_BODY_BYTES={v:?}"))?;
-        }
-        if let Some(v) = get("WEIR_CHECKPOINT_INTERVAL") {
-            self.checkpoint_interval = humantime_ms::parse(&v)?;
-        }
-        if let Some(v) = get("WEIR_DURABLE") {
-            self.durable = matches!(v.as_str(), "1" | "true" | "yes");
-        }
-        Ok(())
+        toml::Value::Array(a) => a.iter_mut().for_each(redact),
+        toml::Value::String(s) => *s = redact_url(s),
+        _ => {}
+    }
+}
+
+/// `amqp://user:pw@host/` → `amqp://user:***@host/`.
+pub fn redact_url(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let (auth, host) = match rest.split_once('@') {
+        Some(p) => p,
+        None => return s.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => s.to_string(),
     }
 }
 
@@ -145,18 +230,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layers_file_then_env() {
-        let mut cfg: ServeConfig =
-            toml::from_str("http = \"127.0.0.1:9000\"\ngrace = \"1min\"").unwrap();
-        assert_eq!(cfg.http.port(), 9000);
-        assert_eq!(cfg.grace, Duration::from_secs(60));
-        cfg.apply_env(|k| (k == "WEIR_HTTP").then(|| "127.0.0.1:9001".to_string()))
-            .unwrap();
-        assert_eq!(cfg.http.port(), 9001);
-        assert!(
-            toml::from_str::<ServeConfig>("htp = 1").is_err(),
-            "unknown keys are refused"
-        );
+    fn layers_defaults_file_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "weir.toml",
+                "http = \"127.0.0.1:9000\"\ngrace = \"1min\"\nshards = 8\n[udp]\naddr = \"127.0.0.1:9999\"\n",
+            )?;
+            let cfg = ServeConfig::load(Some(Path::new("weir.toml"))).unwrap();
+            assert_eq!(cfg.http.port(), 9000);
+            assert_eq!(cfg.grace, Duration::from_secs(60));
+            assert_eq!(
+                cfg.retention,
+                ServeConfig::default().retention,
+                "default kept"
+            );
+            jail.set_env("WEIR_HTTP", "127.0.0.1:9001");
+            jail.set_env("WEIR_MAX_FUTURE_SKEW", "30s");
+            jail.set_env("WEIR_SHARDS", "4");
+            jail.set_env("WEIR_DURABLE", "false");
+            jail.set_env("WEIR_URL", "http://not-config:1"); // the client's variable
+            jail.set_env("WEIR_AMQP__URL", "amqp://u:p@h:5672/%2f");
+            jail.set_env("WEIR_AMQP__QUEUE", "events");
+            let cfg = ServeConfig::load(Some(Path::new("weir.toml"))).unwrap();
+            assert_eq!(cfg.http.port(), 9001, "environment over file");
+            assert_eq!(cfg.max_future_skew, Duration::from_secs(30));
+            assert_eq!(cfg.shards, 4);
+            assert!(!cfg.durable);
+            assert!(cfg.udp.is_some(), "file section kept");
+            let amqp = cfg.amqp.expect("section from the environment");
+            assert_eq!(amqp.queue, "events");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_say_where() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "htp = 1\n")?;
+            let e = ServeConfig::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(e.to_string().contains("htp"), "{e}");
+            assert!(e.to_string().contains("bad.toml"), "{e}");
+            jail.create_file("ok.toml", "")?;
+            jail.set_env("WEIR_GRACE", "ten minutes");
+            let e = ServeConfig::load(Some(Path::new("ok.toml"))).unwrap_err();
+            assert!(e.to_string().contains("grace"), "{e}");
+            assert!(e.to_string().contains("WEIR_GRACE"), "{e}");
+            let missing = ServeConfig::load(Some(Path::new("nope.toml"))).unwrap_err();
+            assert!(missing.to_string().contains("does not exist"), "{missing}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn print_redacts_passwords() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "w.toml",
+                "[amqp]\nurl = \"amqp://guest:hunter2@rabbit:5672/%2f\"\nqueue = \"q\"\n",
+            )?;
+            let out = print(Some(Path::new("w.toml"))).unwrap();
+            assert!(!out.contains("hunter2"), "{out}");
+            assert!(out.contains("amqp://guest:***@rabbit:5672/%2f"), "{out}");
+            assert!(
+                out.contains("max_future_skew = \"5min\""),
+                "defaults shown: {out}"
+            );
+            Ok(())
+        });
+        assert_eq!(redact_url("http://h:1/x"), "http://h:1/x");
     }
 
     #[test]

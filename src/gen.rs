@@ -7,24 +7,34 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::progress::Progress;
 
 /// Options of `weir gen`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenArgs {
-    /// Server address.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "WEIR_URL")]
+    /// Server address (seed 003's `-u`/`--uri`: the full URI to the API is accepted too,
+    /// e.g. `http://host:8080/api/events`).
+    #[arg(
+        short = 'u',
+        long,
+        visible_alias = "uri",
+        default_value = "http://127.0.0.1:8080",
+        env = "WEIR_URL"
+    )]
     pub url: String,
     /// How many events to send.
     #[arg(long, default_value_t = 100)]
     pub total: u64,
     /// Earliest event time (any accepted time format; default: a day ago).
-    #[arg(long)]
+    #[arg(long, visible_alias = "startTime")]
     pub start: Option<String>,
     /// Latest event time (default: now).
-    #[arg(long)]
+    #[arg(long, visible_alias = "endTime")]
     pub end: Option<String>,
-    /// Concurrent requests.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent requests (seed 003's default, 100).
+    #[arg(long, default_value_t = 100)]
     pub concurrency: u64,
     /// Events per request.
     #[arg(long, default_value_t = 500)]
@@ -77,13 +87,14 @@ pub async fn run(args: GenArgs) -> anyhow::Result<()> {
     let end = parse(&args.end, now)?;
     anyhow::ensure!(end > start, "--end must be after --start");
     let span = (end - start) as u64;
-    let client = reqwest::Client::new();
+    let client = weir_client::Client::new(&server_url(&args.url))?;
     let next = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(AtomicU64::new(0));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
     let began = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (client, next, sent, args) = (client.clone(), next.clone(), sent.clone(), args.clone());
+        let (client, next, done, args) =
+            (client.clone(), next.clone(), done_tx.clone(), args.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let from = next.fetch_add(args.batch, Ordering::Relaxed);
@@ -92,34 +103,42 @@ pub async fn run(args: GenArgs) -> anyhow::Result<()> {
                 }
                 let to = (from + args.batch).min(args.total);
                 let events: Vec<Value> = (from..to).map(|i| event(&args, i, start, span)).collect();
-                let resp = client
-                    .post(format!("{}/api/events?wait=durable", args.url))
-                    .json(&json!({ "events": events }))
-                    .send()
+                client
+                    .add_events(&events, true)
                     .await
-                    .with_context(|| format!("connecting to {}", args.url))?;
-                anyhow::ensure!(
-                    resp.status().is_success(),
-                    "the server answered {}: {}",
-                    resp.status(),
-                    resp.text().await?
-                );
-                let done = sent.fetch_add(to - from, Ordering::Relaxed) + (to - from);
-                eprint!("\rsent {done}/{} events", args.total);
+                    .with_context(|| format!("sending events {from}..{to}"))?;
+                let _ = done.send(to - from);
             }
         }));
     }
+    drop(done_tx);
+    let mut progress = Progress::new(args.total, "events sent");
+    while let Some(n) = done_rx.recv().await {
+        progress.inc(n);
+    }
+    progress.finish();
     for t in tasks {
         t.await??;
     }
     let secs = began.elapsed().as_secs_f64();
-    eprintln!();
     println!(
         "sent {} events in {secs:.1} s ({:.0} events/s)",
         args.total,
         args.total as f64 / secs
     );
     Ok(())
+}
+
+/// The server's base URL from seed 003's "full URI to the API": a trailing event route
+/// (`/api/events`, `/event`) or slash is dropped.
+fn server_url(uri: &str) -> String {
+    let uri = uri.trim_end_matches('/');
+    for route in ["/api/events", "/event"] {
+        if let Some(base) = uri.strip_suffix(route) {
+            return base.to_string();
+        }
+    }
+    uri.to_string()
 }
 
 #[cfg(test)]
@@ -131,6 +150,27 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         gen: GenArgs,
+    }
+
+    #[test]
+    fn seed_003_spellings_are_accepted() {
+        let args = Cli::parse_from([
+            "gen",
+            "-u",
+            "http://h:1/api/events",
+            "--startTime",
+            "1456606932",
+            "--endTime",
+            "1456693332",
+        ])
+        .gen;
+        assert_eq!(server_url(&args.url), "http://h:1");
+        assert_eq!(args.start.as_deref(), Some("1456606932"));
+        assert_eq!(args.end.as_deref(), Some("1456693332"));
+        assert_eq!(args.concurrency, 100, "seed 003's default");
+        assert_eq!(args.total, 100);
+        let args = Cli::parse_from(["gen", "--uri", "http://h:1/"]).gen;
+        assert_eq!(server_url(&args.url), "http://h:1");
     }
 
     #[test]

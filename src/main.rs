@@ -12,7 +12,8 @@
 //! - [`backfill`]: rebuilding created or replaced queries from stored events.
 //! - [`oneshot`]: bare SELECTs over stored events.
 //! - [`sink`]: the inputs (UDP, AMQP, Kafka) feeding the app.
-//! - [`client`]: the client subcommands.
+//! - [`client`]: the client subcommands (on the `weir-client` crate).
+//! - [`progress`]: progress bars of the client subcommands.
 //! - [`gen`]: random events between two times.
 //! - [`bench`]: the open-loop load generator.
 
@@ -25,6 +26,7 @@ mod client;
 mod config;
 mod gen;
 mod oneshot;
+mod progress;
 mod recovery;
 mod sink;
 
@@ -76,6 +78,9 @@ enum Command {
     Gen(gen::GenArgs),
     /// Measure a running server with an open-loop load generator.
     Bench(bench::BenchArgs),
+    /// Check or show the configuration `weir serve` would run with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Check one event (JSON) against the rules; `--add` uses add_and_check.
     Check {
         /// The event as JSON.
@@ -86,6 +91,22 @@ enum Command {
         /// Server address.
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "WEIR_URL")]
         url: String,
+    },
+}
+
+/// `weir config …`.
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a TOML config file (with the `WEIR_*` environment on top); exit 1 on errors.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Print the effective configuration (defaults < file < environment), passwords redacted.
+    Print {
+        /// The config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -168,5 +189,14 @@ fn main() -> anyhow::Result<()> {
         Command::Gen(args) => rt.block_on(gen::run(args)),
         Command::Bench(args) => rt.block_on(bench::run(args)),
         Command::Check { event, add, url } => rt.block_on(client::check(&url, &event, add)),
+        Command::Config(ConfigCommand::Check { file }) => {
+            config::ServeConfig::load(Some(&file))?;
+            println!("{}: valid", file.display());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Print { config }) => {
+            print!("{}", config::print(config.as_deref())?);
+            Ok(())
+        }
     }
 }

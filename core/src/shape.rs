@@ -210,28 +210,14 @@ fn scalar(v: String) -> Value {
     Value::String(v)
 }
 
-/// Decode `%XX` escapes and `+` in a query-string component.
+/// Decode `%XX` escapes and `+` in a query-string component (`application/x-www-form-urlencoded`);
+/// a malformed escape stays as written, as browsers and servers treat it.
 pub fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("bad percent escape at byte {i} of {s:?}"))?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| format!("query string {s:?} is not UTF-8 after decoding"))
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| format!("query string {s:?} is not UTF-8 after decoding"))
 }
 
 #[cfg(test)]
@@ -243,6 +229,14 @@ mod tests {
 
     fn one(v: Value) -> Event {
         parse_body(&v, &ShapeOptions::at(NOW)).unwrap().remove(0)
+    }
+
+    #[test]
+    fn query_string_components_decode() {
+        assert_eq!(percent_decode("a+b%20c%2Fd").unwrap(), "a b c/d");
+        assert_eq!(percent_decode("caf%C3%A9").unwrap(), "café");
+        assert_eq!(percent_decode("100%zz").unwrap(), "100%zz");
+        assert!(percent_decode("%FF").unwrap_err().contains("not UTF-8"));
     }
 
     #[test]

@@ -52,6 +52,11 @@ impl Server {
         Self::start_on(data_dir, free_port(), args, &[]).await
     }
 
+    /// Start a server on `data_dir` on the given port, wait until healthy.
+    pub async fn start_port(data_dir: &Path, port: u16) -> Server {
+        Self::start_on(data_dir, port, &[], &[]).await
+    }
+
     /// Start a server on `data_dir`, wait until healthy.
     pub async fn start(data_dir: &Path) -> Server {
         Self::start_with(data_dir, &[]).await
