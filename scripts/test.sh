@@ -16,3 +16,5 @@ source scripts/brokers.sh
 echo "==> tests"
 cargo test --workspace --all-targets
 scripts/web.sh   # the web console: bundle check and end-to-end tests in headless Chromium
+scripts/python-client.sh   # the Python client's tests against a real server
+scripts/fuzz.sh 30         # a short coverage-guided fuzzing pass over the parser
