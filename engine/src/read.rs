@@ -248,13 +248,12 @@ pub fn answer(engine: &Engine, q: &QueryRt, req: &ReadRequest) -> Result<Answer>
     }
     // Keep only the windows complete in every shard (a row's window starts at its
     // `window_start`, or its bucket for a series row).
-    let complete_from = (line != i64::MIN)
-        .then(|| match plan.time {
-            TimeShape::Unbounded => None,
-            TimeShape::Tumbling { g } => Some(line.saturating_add(g)),
-            TimeShape::Sliding { w, .. } => Some(line.saturating_add(w)),
-        })
-        .flatten();
+    let complete_from = match plan.time {
+        _ if line == i64::MIN => None,
+        TimeShape::Unbounded => None,
+        TimeShape::Tumbling { g } => Some(line.saturating_add(g)),
+        TimeShape::Sliding { w, .. } => Some(line.saturating_add(w)),
+    };
     if line != i64::MIN {
         raws.retain(|r| r.bucket.or(r.start).is_none_or(|t| t >= line));
     }

@@ -170,9 +170,7 @@ fn expected_rows(sent: &[Ev], windows: &[(i64, i64)], keys: u8) -> Vec<Expected>
             }
         }
     }
-    out.sort_by(|a, b| {
-        (a.1, a.0, json!({"k": a.2}).to_string()).cmp(&(b.1, b.0, json!({"k": b.2}).to_string()))
-    });
+    out.sort_by_cached_key(|(lo, hi, key, _)| (*hi, *lo, json!({ "k": key }).to_string()));
     out
 }
 
@@ -217,7 +215,7 @@ proptest! {
         let answer = e.answer("q", &ReadRequest { at: Some(at), ..Default::default() }).unwrap();
         prop_assert_eq!(answer.complete_from, Some(keep + w));
         // A window reaching below the retained buckets is not returned.
-        let windows: Vec<(i64, i64)> = Some((b + G - w, b + G)).filter(|w| w.0 >= keep).into_iter().collect();
+        let windows: Vec<(i64, i64)> = Some((b + G - w, b + G)).filter(|win| win.0 >= keep).into_iter().collect();
         let exp = expected_rows(&evs, &windows, 4);
         let rows = &answer.rows;
         prop_assert_eq!(rows.len(), exp.len());
