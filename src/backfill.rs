@@ -56,19 +56,30 @@ impl Progress {
 pub type Backfills = parking_lot::Mutex<HashMap<String, Progress>>;
 
 /// The first event time to replay for `shadow` under `clause`, or `None` to replay nothing.
-/// Windows are measured back from `reference` (now, or the newest event time on restart).
-fn replay_from(shadow: &Shadow, clause: Backfill, reference: i64) -> Option<i64> {
-    if !shadow.needs_backfill() {
-        return None;
-    }
+/// Spans are measured back from `watermark`, the newest stored event of the shadow's source
+/// (SPEC section 3: never from the wall clock); `None` when it has none.
+fn replay_from(shadow: &Shadow, clause: Backfill, watermark: Option<i64>) -> Option<i64> {
+    let watermark = watermark?;
     match clause {
         Backfill::None => None,
-        Backfill::For(d) => Some(reference.saturating_sub(d)),
+        Backfill::For(d) => Some(watermark.saturating_sub(d)),
         Backfill::Default => Some(match shadow.largest_window_ms() {
-            Some(w) => reference.saturating_sub(w),
+            Some(w) => watermark.saturating_sub(w),
             None => i64::MIN,
         }),
     }
+}
+
+/// Whether `clause` can replay anything for `shadow` at all.
+fn replays(shadow: &Shadow, clause: Backfill) -> bool {
+    shadow.needs_backfill() && clause != Backfill::None
+}
+
+/// The newest stored event time of the shadow's source types: the watermark its windows
+/// and the default backfill span are measured from.
+fn source_watermark(app: &App, shadow: &Shadow) -> anyhow::Result<Option<i64>> {
+    let types = shadow.source_types().unwrap_or_default();
+    Ok(app.store.newest_event_ts("default", "default", &types)?)
 }
 
 /// Replay the stored events of `shadow`'s range into it; `shown_as` is the name progress is
@@ -81,13 +92,16 @@ pub fn run(
     shown_as: &str,
     text: &str,
 ) -> anyhow::Result<(Shadow, u64)> {
-    let Some(from_ts) = replay_from(&shadow, clause, app.clock.now_ms()) else {
+    if !replays(&shadow, clause) {
         return Ok((shadow, 0));
-    };
+    }
     // Every event with an id below the boundary must be in the store before it is read.
-    let replayed = app
-        .flush_blocking()
-        .and_then(|()| replay(app, &shadow, from_ts, shown_as, text));
+    let replayed = app.flush_blocking().and_then(|()| {
+        match replay_from(&shadow, clause, source_watermark(app, &shadow)?) {
+            Some(from_ts) => replay(app, &shadow, from_ts, shown_as, text),
+            None => Ok(0),
+        }
+    });
     match replayed {
         Ok(n) => Ok((shadow, n)),
         Err(e) => {
@@ -173,20 +187,11 @@ fn replay(
 /// On start: rebuild a query the checkpoint did not hold (changed or created after it) from
 /// the events up to the checkpoint, before the log tail is replayed into every query.
 pub fn rebuild(app: &App, shadow: &Shadow, clause: Backfill, text: &str) -> anyhow::Result<u64> {
-    let reference = newest_event_time(app).unwrap_or_else(|| app.clock.now_ms());
-    match replay_from(shadow, clause, reference) {
+    if !replays(shadow, clause) {
+        return Ok(0);
+    }
+    match replay_from(shadow, clause, source_watermark(app, shadow)?) {
         Some(from_ts) => replay(app, shadow, from_ts, shadow.name(), text),
         None => Ok(0),
     }
-}
-
-fn newest_event_time(app: &App) -> Option<i64> {
-    let last = app.store.last_seq().ok()?;
-    let record = app
-        .store
-        .scan_seq(last.saturating_sub(1))
-        .ok()?
-        .next()?
-        .ok()?;
-    Some(record.event.ts)
 }

@@ -210,3 +210,90 @@ async fn progress_is_visible_while_a_large_backfill_runs() {
     let (_, q) = s.get("/api/queries/big").await;
     assert_eq!(q["status"], "running");
 }
+
+/// Issue 11, item 4: the default backfill span is measured back from the newest stored event
+/// of the query's source (its watermark), not from the wall clock: events from yesterday are
+/// all replayed into a sliding query created today, and read at yesterday's time.
+/// Item 2 through the server: once live events move the watermark on, yesterday's windows
+/// are no longer complete and are not returned; `complete_from` says where rows start.
+#[tokio::test]
+async fn default_backfill_is_measured_from_the_sources_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let minute = 60_000;
+    let yesterday = (now_ms() - 86_400_000).div_euclid(minute) * minute;
+    let events: Vec<Value> = (0..600i64)
+        .map(|i| json!({"type": "sale", "ts": yesterday + (i * 7_919) % (5 * minute), "k": format!("k{}", i % 3), "amount": i}))
+        .collect();
+    let (st, body) = s
+        .post("/api/events?wait=durable", &json!({ "events": events }))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    // Another type's newer events do not move this query's watermark.
+    let (st, _) = s
+        .post(
+            "/api/events?wait=durable",
+            &json!({"type": "other", "k": "k0", "amount": 1}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, body) = s
+        .statements(
+            "CREATE QUERY recent AS SELECT count(*) AS n, max(amount) AS m FROM sale GROUP BY k, timeseries(time, 1min, 10min)",
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["results"][0]["backfilled"], 600, "{body}");
+
+    // The window ending with yesterday's last bucket holds all 600.
+    let at = yesterday + 5 * minute - 1;
+    let (st, res) = s.get(&format!("/api/queries/recent/result?at={at}")).await;
+    assert_eq!(st, 200, "{res}");
+    let rows = res["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{res}");
+    for r in rows {
+        let k: i64 = r["key"]["k"].as_str().unwrap()[1..].parse().unwrap();
+        let mine: Vec<i64> = (0..600).filter(|i| i % 3 == k).collect();
+        assert_eq!(r["values"]["n"].as_u64(), Some(mine.len() as u64), "{r}");
+        let max = *mine.iter().max().unwrap() as f64;
+        assert_eq!(r["values"]["m"].as_f64(), Some(max), "{r}");
+        assert_eq!(r["window_start"], json!(yesterday - 5 * minute));
+        assert_eq!(r["window_end"], json!(yesterday + 5 * minute));
+    }
+    assert!(
+        res["complete_from"].as_i64().unwrap() <= yesterday + 5 * minute,
+        "{res}"
+    );
+
+    // A live sale today: yesterday's windows reach below the retained buckets now.
+    let (st, _) = s
+        .post(
+            "/api/events?wait=durable",
+            &json!({"type": "sale", "k": "k1", "amount": 5}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (from, to) = (yesterday, yesterday + 15 * minute);
+    let (st, res) = s
+        .get(&format!("/api/queries/recent/result?from={from}&to={to}"))
+        .await;
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["rows"], json!([]), "{res}");
+    let complete_from = res["complete_from"].as_i64().unwrap();
+    assert!(complete_from > now_ms() - 30 * minute, "{res}");
+    // From complete_from on, rows are there and exact: the one live sale.
+    let (st, res) = s
+        .get(&format!(
+            "/api/queries/recent/result?from={}&to={}",
+            complete_from - minute,
+            now_ms() + minute
+        ))
+        .await;
+    assert_eq!(st, 200, "{res}");
+    let rows = res["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{res}");
+    for r in rows {
+        assert!(r["window_end"].as_i64().unwrap() >= complete_from, "{r}");
+        assert_eq!(r["values"]["n"].as_u64(), Some(1), "{r}");
+    }
+}

@@ -60,7 +60,7 @@ pub use checkpoint::EngineCheckpoint;
 pub use error::{EngineError, Result};
 pub use locked::{Check, Condition, Evaluation, Locked};
 pub use plan::{Plan, TimeShape};
-pub use read::{ReadRequest, Row};
+pub use read::{Answer, ReadRequest, Row};
 
 use plan::{Retention, SourceKind};
 use shard::Shard;
@@ -323,6 +323,15 @@ impl Engine {
             .query(name)
             .ok_or_else(|| EngineError::UnknownQuery(name.to_string()))?;
         read::read(self, &q, req)
+    }
+
+    /// Result rows of a query and from which window end they are complete (see
+    /// [`Answer`]): only windows whose buckets are all still retained are returned.
+    pub fn answer(&self, name: &str, req: &ReadRequest) -> Result<Answer> {
+        let q = self
+            .query(name)
+            .ok_or_else(|| EngineError::UnknownQuery(name.to_string()))?;
+        read::answer(self, &q, req)
     }
 
     /// Events applied to at least one query.

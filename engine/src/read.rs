@@ -11,6 +11,16 @@
 //!   watermark, passed through this query's select (projected, or aggregated again).
 //!
 //! Rows are ordered by time then key; HAVING filters them and LIMIT cuts them.
+//!
+//! **Only complete windows are returned.** A key's buckets below its shard's retention line
+//! are gone (and events below it were dropped as late), so a window reaching below that line
+//! would come back with buckets missing. Every windowed read therefore computes the highest
+//! retention line over the query's shards, K, and returns only windows that start at or
+//! after it (a series bucket is a window of one bucket). [`Answer::complete_from`] says
+//! where that leaves the caller: the first window end from which rows are complete
+//! (`K + w` for a sliding query, `K + g` for a series). No event at or after K was ever
+//! dropped (the line only rises) and no bucket at or after it was evicted, so every row
+//! returned equals a recount of the raw events.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -18,7 +28,7 @@ use weir_core::Event;
 
 use crate::expr::{RowCtx, Val};
 use crate::plan::{Plan, SourceKind, TimeShape};
-use crate::shard::{keep_from, Acc};
+use crate::shard::Acc;
 use crate::{Engine, EngineConfig, QueryRt, Result};
 
 /// What to read.
@@ -52,6 +62,18 @@ pub struct Row {
     /// Bucket start (series).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket_start: Option<i64>,
+}
+
+/// The rows of a read, and from which window end they are complete.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The rows (see the module docs).
+    pub rows: Vec<Row>,
+    /// For a windowed query: the first window end (`window_end`, or `bucket_start + g` for
+    /// a series row) for which rows are complete — windows ending earlier reach below the
+    /// retained buckets and are not returned. None when every window is complete (no event
+    /// yet, no time window, or a query over a query).
+    pub complete_from: Option<i64>,
 }
 
 /// The group key as a map.
@@ -132,17 +154,29 @@ fn ord_key(r: &Row) -> (i64, i64, String) {
     )
 }
 
-/// Read a query.
+/// Read a query: its rows only (see [`answer`]).
 pub fn read(engine: &Engine, q: &QueryRt, req: &ReadRequest) -> Result<Vec<Row>> {
+    Ok(answer(engine, q, req)?.rows)
+}
+
+/// Read a query: its rows and from which window end they are complete.
+pub fn answer(engine: &Engine, q: &QueryRt, req: &ReadRequest) -> Result<Answer> {
     if let SourceKind::Query { name, window } = &q.plan.source {
-        return read_view(engine, q, name, *window, req);
+        return Ok(Answer {
+            rows: read_view(engine, q, name, *window, req)?,
+            complete_from: None,
+        });
     }
     let plan = &q.plan;
     let wm = q.watermark();
     let mut raws: Vec<Raw> = Vec::new();
+    // The highest retention line seen over the shards: windows starting below it are
+    // incomplete in at least one shard.
+    let mut line = i64::MIN;
     for s in q.shards.iter() {
         let s = s.lock();
-        let keep = keep_from(plan, s.watermark);
+        let keep = s.keep_line(plan);
+        line = line.max(keep);
         for ks in s.table.iter() {
             if !key_ok(plan, &ks.parts, req) {
                 continue;
@@ -179,10 +213,13 @@ pub fn read(engine: &Engine, q: &QueryRt, req: &ReadRequest) -> Result<Vec<Row>>
                             continue;
                         }
                         let step = req.step.filter(|s| *s > 0 && s % g == 0).unwrap_or(g);
-                        // Window ends that can hold this key's buckets.
-                        let first = ks.start(0, plan.stride).max(keep);
+                        // Last buckets b of the windows to compute: the window [b + g - w,
+                        // b + g) must start at or after this shard's line (else buckets of
+                        // it are gone) and reach this key's first bucket.
+                        let complete = keep.saturating_add(w - g);
+                        let first = ks.start(0, plan.stride).max(complete);
                         let last = ks.start(n - 1, plan.stride) + w - g;
-                        let from = req.from.unwrap_or(keep).max(first);
+                        let from = req.from.unwrap_or(complete).max(first);
                         let to = req.to.unwrap_or(i64::MAX).min(last + 1);
                         let mut b = from.div_euclid(step) * step;
                         if b < from {
@@ -201,11 +238,24 @@ pub fn read(engine: &Engine, q: &QueryRt, req: &ReadRequest) -> Result<Vec<Row>>
                     } else {
                         let Some(at) = req.at.or(wm) else { continue };
                         let (lo, hi) = plan.time.window_at(at);
-                        push(s.acc(plan, ks, lo, hi), Some(lo), Some(hi), None);
+                        if lo >= keep {
+                            push(s.acc(plan, ks, lo, hi), Some(lo), Some(hi), None);
+                        }
                     }
                 }
             }
         }
+    }
+    // Keep only the windows complete in every shard (a row's window starts at its
+    // `window_start`, or its bucket for a series row).
+    let complete_from = match plan.time {
+        _ if line == i64::MIN => None,
+        TimeShape::Unbounded => None,
+        TimeShape::Tumbling { g } => Some(line.saturating_add(g)),
+        TimeShape::Sliding { w, .. } => Some(line.saturating_add(w)),
+    };
+    if line != i64::MIN {
+        raws.retain(|r| r.bucket.or(r.start).is_none_or(|t| t >= line));
     }
     let mut rows: Vec<Row> = raws
         .into_iter()
@@ -215,7 +265,10 @@ pub fn read(engine: &Engine, q: &QueryRt, req: &ReadRequest) -> Result<Vec<Row>>
     if let Some(l) = plan.limit {
         rows.truncate(l as usize);
     }
-    Ok(rows)
+    Ok(Answer {
+        rows,
+        complete_from,
+    })
 }
 
 /// Columns and HAVING of one raw row.

@@ -137,12 +137,19 @@ pub async fn result(
         // SPEC section 13: a sliding window is read at `at`, default now.
         req.at = Some(app.clock.now_ms());
     }
-    let rows = app
+    let answer = app
         .engine
-        .result(&name, &req)
+        .answer(&name, &req)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    let rows: Vec<Value> = rows.into_iter().map(row_json).collect();
-    Ok(Json(json!({ "rows": rows })))
+    Ok(Json(answer_json(answer)))
+}
+
+/// A read's answer: `rows`, and for a windowed query `complete_from`, the first window end
+/// from which rows are complete (windows ending earlier reach below the retained buckets and
+/// are left out; null while every window is complete).
+pub fn answer_json(answer: weir_engine::Answer) -> Value {
+    let rows: Vec<Value> = answer.rows.into_iter().map(row_json).collect();
+    json!({ "rows": rows, "complete_from": answer.complete_from })
 }
 
 /// One result row as the API answers it (SPEC section 13): `key`, `values`, and either

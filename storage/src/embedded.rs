@@ -35,6 +35,7 @@ use serde::Deserialize;
 use weir_core::Millis;
 
 use crate::merge::MergeByTsSeq;
+use crate::paged::PagedRange;
 use crate::record::{
     self, decode_record, encode_chunk_each, index_key, index_prefix, record_from_body,
     seq_from_key, seq_key, ts_bytes, ts_seq_from_index_key,
@@ -80,7 +81,7 @@ pub struct EmbeddedStore {
     known_types: RwLock<HashSet<Vec<u8>>>,
 }
 
-fn be<E: std::fmt::Display>(e: E) -> StorageError {
+pub(crate) fn be<E: std::fmt::Display>(e: E) -> StorageError {
     let message = e.to_string();
     StorageError::Backend {
         backend: "embedded",
@@ -156,13 +157,8 @@ impl EmbeddedStore {
                 // everything with the prefix: the prefix followed by 16 bytes of 0xff is past it
                 None => [prefix.as_slice(), &[0xff; 17]].concat(),
             };
-            part.snapshot_at(instant)
-                .range(lo..hi)
-                .map(|kv| -> Result<(Millis, u64, Slice)> {
-                    let (k, v) = kv.map_err(be)?;
-                    let (ts, seq) = ts_seq_from_index_key(&k)?;
-                    Ok((ts, seq, v))
-                })
+            // A page at a time: no fjall iterator outlives one page (see `paged`).
+            PagedRange::new(part.snapshot_at(instant), lo, hi)
         };
         if let Some(session) = q.session.as_deref() {
             let wanted: Vec<Vec<u8>> = q.types.iter().map(|t| t.as_bytes().to_vec()).collect();
@@ -214,6 +210,15 @@ impl EmbeddedStore {
                     .ok_or_else(|| StorageError::Corrupt("malformed type catalogue key".into()))
             })
             .collect()
+    }
+
+    /// Seal the active memtables of the log and the event indexes, as a full memtable does
+    /// inside an append (tests use it to show a scan in progress does not block that).
+    #[doc(hidden)]
+    pub fn rotate_memtables_for_test(&self) {
+        for part in [&self.log, &self.idx_type, &self.idx_session] {
+            part.rotate_memtable().expect("rotate memtable");
+        }
     }
 
     /// The stored event behind a `idx_type` value.
@@ -423,6 +428,30 @@ impl Storage for EmbeddedStore {
             let (_, seq, value) = item?;
             Self::stored(seq, &value)
         })))
+    }
+
+    fn newest_event_ts(
+        &self,
+        account: &str,
+        project: &str,
+        types: &[String],
+    ) -> Result<Option<Millis>> {
+        let instant = self.keyspace.instant();
+        let types = if types.is_empty() {
+            self.types_of(account, project, instant)?
+        } else {
+            types.to_vec()
+        };
+        let idx = self.idx_type.snapshot_at(instant);
+        let mut newest = None;
+        for t in &types {
+            // The last key of a type's prefix holds its largest (ts, seq).
+            if let Some(kv) = idx.prefix(index_prefix(&[account, project, t])).next_back() {
+                let (k, _) = kv.map_err(be)?;
+                newest = newest.max(Some(ts_seq_from_index_key(&k)?.0));
+            }
+        }
+        Ok(newest)
     }
 
     fn catalog_put(&self, kind: CatalogKind, name: &str, text: &str) -> Result<()> {

@@ -14,6 +14,8 @@
 //! - [`group_commit`]: [`GroupCommit`], the writer thread that shares one fsync between many
 //!   concurrent batches and hands each submitter a [`Receipt`].
 //! - [`merge`]: merging several (ts, seq)-ordered streams into one (used by both backends).
+//! - [`paged`]: reading a long range of the embedded store a page at a time, so a long scan
+//!   never holds the locks an append needs.
 //!
 //! The trait, query types and the error enum live here.
 
@@ -21,6 +23,7 @@ pub mod codec;
 pub mod embedded;
 pub mod group_commit;
 pub mod merge;
+pub mod paged;
 pub mod record;
 #[cfg(feature = "scylla")]
 pub mod scylla;
@@ -184,8 +187,33 @@ pub trait Storage: Send + Sync + 'static {
     /// Reads only the index entries of matching events and the events of the page.
     fn scan(&self, q: &EventQuery) -> Result<EventPage>;
 
-    /// Stream every matching event in (ts, seq) order (backfill, analytics).
+    /// Stream every matching event in (ts, seq) order (backfill, analytics). A long scan
+    /// must not keep appends waiting (the embedded store reads it a page at a time).
     fn scan_range(&self, q: &RangeQuery) -> Result<EventIter<'_>>;
+
+    /// The largest event time stored for (account, project) among `types` (every type when
+    /// empty), or None when there is no such event: the watermark a new query over those
+    /// types would have, which its default backfill span is measured back from. This
+    /// default scans every matching event; backends override it with an index lookup.
+    fn newest_event_ts(
+        &self,
+        account: &str,
+        project: &str,
+        types: &[String],
+    ) -> Result<Option<Millis>> {
+        let range = RangeQuery {
+            account: account.to_string(),
+            project: project.to_string(),
+            types: types.to_vec(),
+            from_ts: Millis::MIN,
+            to_ts: Millis::MAX,
+        };
+        let mut newest = None;
+        for stored in self.scan_range(&range)? {
+            newest = newest.max(Some(stored?.event.ts));
+        }
+        Ok(newest)
+    }
 
     /// Create or replace a catalogue entry (its DSL text).
     fn catalog_put(&self, kind: CatalogKind, name: &str, text: &str) -> Result<()>;

@@ -95,6 +95,7 @@ all_backends!(
     meta_is_written_with_the_append,
     scan_seq_after_reopen,
     decisions_newest_first,
+    newest_event_ts_per_types,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -461,4 +462,25 @@ fn decisions_newest_first(b: &dyn Backend) {
     s.record_decision(10, b"{}").unwrap();
     assert_eq!(s.recent_decisions(2).unwrap()[0], (10, b"{}".to_vec()));
     assert_eq!(s.recent_decisions(2).unwrap()[1].0, 9);
+}
+
+fn newest_event_ts_per_types(b: &dyn Backend) {
+    let (s, all) = loaded(b);
+    let type_sets: [&[&str]; 4] = [&[], &["a"], &["b", "c"], &["zzz"]];
+    for types in type_sets {
+        let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+        // Denied events are never indexed, so they do not count.
+        let want = all
+            .iter()
+            .filter(|r| !r.denied && r.event.account == "acme")
+            .filter(|r| types.is_empty() || types.contains(&r.event.kind))
+            .map(|r| r.event.ts)
+            .max();
+        assert_eq!(
+            s.newest_event_ts("acme", "p", &types).unwrap(),
+            want,
+            "{types:?}"
+        );
+    }
+    assert_eq!(s.newest_event_ts("nobody", "p", &[]).unwrap(), None);
 }
