@@ -55,6 +55,9 @@ pub struct App {
     pub backfills: crate::backfill::Backfills,
     /// Field keys and 48 h stats of every accepted event (seeds 001, 003).
     pub insights: Mutex<Insights>,
+    /// Stored definitions that could not be restored on start, by (kind, name): the reason.
+    /// They stay in the catalogue (listed with status `error`) until replaced or dropped.
+    pub catalog_errors: crate::catalog::CatalogErrors,
 }
 
 /// What the analytics routes keep about every accepted event; checkpointed with the engine.
@@ -139,6 +142,7 @@ impl App {
             statements: tokio::sync::Mutex::new(()),
             insights,
             backfills: Default::default(),
+            catalog_errors: Default::default(),
             schemas: RwLock::new(HashMap::new()),
         }
     }

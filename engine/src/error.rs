@@ -17,6 +17,9 @@ pub enum EngineError {
     /// A definition that cannot be right (bad regex, window not a multiple of g, ...).
     #[error("invalid query: {0}")]
     Invalid(String),
+    /// A query-language error found while compiling a definition, with its line and column.
+    #[error("{0}")]
+    Query(weir_query_lang::QueryError),
     /// A checkpoint that does not fit the engine or its queries.
     #[error("checkpoint does not match: {0}")]
     Checkpoint(String),

@@ -215,7 +215,7 @@ impl EventExpr {
     /// Evaluate against an event.
     pub fn eval<'a>(&'a self, ev: &'a weir_core::Event) -> Val<'a> {
         match self {
-            EventExpr::Field(path) => ev.field(path).map(Val::of).unwrap_or(Val::Null),
+            EventExpr::Field(path) => crate::shard::KeyPart::of(ev, path).val(),
             EventExpr::Lit(l) => l.val(),
             EventExpr::Bin(op, a, b) => {
                 // Short-circuit the logic operators.

@@ -52,8 +52,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use weir_core::Event;
+use weir_query_lang::analyze::analyze_select;
 use weir_query_lang::ast::{Expr, Select};
-use weir_query_lang::QueryShape;
+use weir_query_lang::{AnalyzerConfig, Catalog, QueryShape, ResolvedSource};
 
 pub use backfill::Shadow;
 pub use checkpoint::EngineCheckpoint;
@@ -64,6 +65,56 @@ pub use read::{Answer, ReadRequest, Row};
 
 use plan::{Retention, SourceKind};
 use shard::Shard;
+
+/// The visible queries of a catalogue, except the one being (re)defined, as the analyzer
+/// sees them.
+struct Shapes<'a> {
+    cat: &'a [Arc<QueryRt>],
+    except: &'a str,
+}
+
+impl Shapes<'_> {
+    fn get(&self, name: &str) -> Option<&Arc<QueryRt>> {
+        if name == self.except {
+            return None;
+        }
+        self.cat.iter().find(|q| q.name == name && q.is_visible())
+    }
+}
+
+impl Catalog for Shapes<'_> {
+    fn query(&self, name: &str) -> Option<QueryShape> {
+        self.get(name).map(|q| q.plan.reader_shape())
+    }
+}
+
+/// Analyse `select` against the catalogue and compile the plan from the analysis; a view
+/// that only passes its source's columns through is compiled as the select it derives
+/// (see [`plan::derive_view`]).
+fn compile(
+    cat: &[Arc<QueryRt>],
+    name: &str,
+    select: &Select,
+    extra: &[&Expr],
+    ret: Retention,
+) -> Result<Plan> {
+    let shapes = Shapes { cat, except: name };
+    // The server checks the configured bucket limit; the engine runs what it is given.
+    let cfg = AnalyzerConfig {
+        max_buckets_per_window: u64::MAX,
+    };
+    let analysis = analyze_select(select, &shapes, &cfg).map_err(EngineError::Query)?;
+    if let Some(ResolvedSource::Query { name: up, .. }) = &analysis.source {
+        if let Some(upq) = shapes.get(up) {
+            if let Some(derived) = plan::derive_view(select, &analysis, &upq.plan) {
+                if let Ok(a) = analyze_select(&derived, &shapes, &cfg) {
+                    return Plan::compile(&derived, &a, extra, ret, Some(up.clone()));
+                }
+            }
+        }
+    }
+    Plan::compile(select, &analysis, extra, ret, None)
+}
 
 /// Engine settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,9 +262,7 @@ impl Engine {
         owned: bool,
         visible: bool,
     ) -> Result<QueryRt> {
-        let plan = Plan::compile(select, extra, self.retention(), &|n| {
-            n != name && cat.iter().any(|q| q.name == n && q.is_visible())
-        })?;
+        let plan = compile(cat, name, select, extra, self.retention())?;
         Ok(QueryRt {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             name: name.to_string(),
@@ -244,6 +293,11 @@ impl Engine {
             .collect()
     }
 
+    /// The query that query `name` reads, if it reads one (rule-owned queries included).
+    pub fn upstream_of(&self, name: &str) -> Option<String> {
+        self.query(name)?.plan.reads().map(str::to_string)
+    }
+
     /// A query by name.
     pub fn query(&self, name: &str) -> Option<Arc<QueryRt>> {
         self.catalog
@@ -256,28 +310,7 @@ impl Engine {
     /// What the analyzer needs to know about query `name`: its columns, group fields and
     /// time shape (None if there is no such query).
     pub fn query_shape(&self, name: &str) -> Option<QueryShape> {
-        let q = self.query(name)?;
-        let mut columns: Vec<String> = Vec::new();
-        if q.plan.wildcard {
-            if let SourceKind::Query { name: up, .. } = &q.plan.source {
-                if let Some(s) = self.query_shape(up) {
-                    columns.extend(s.group_fields);
-                    columns.extend(s.columns);
-                }
-            }
-        }
-        columns.extend(q.plan.columns.iter().map(|(n, _)| n.clone()));
-        let (granularity, window) = match q.plan.time {
-            TimeShape::Unbounded => (None, None),
-            TimeShape::Tumbling { g } => (Some(g), None),
-            TimeShape::Sliding { g, w } => (Some(g), Some(w)),
-        };
-        Some(QueryShape {
-            columns,
-            group_fields: q.plan.group.clone(),
-            granularity,
-            window,
-        })
+        Some(self.query(name)?.plan.reader_shape())
     }
 
     /// Compile a condition (HAVING-like, over the query's columns) for a query.

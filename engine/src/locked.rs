@@ -16,7 +16,7 @@ use weir_query_lang::ast::{BinaryOp, Expr, ExprKind, Literal};
 
 use crate::error::{EngineError, Result};
 use crate::expr::{RowCtx, RowExpr};
-use crate::shard::{key_into, shard_of, Ingest, KeyVals, Shard};
+use crate::shard::{key_into, shard_of, Ingest, KeyPart, KeyVals, Shard};
 use crate::{ApplyOutcome, QueryRt, TimeShape};
 
 /// A condition on a query's rows, with what a decision reports.
@@ -148,7 +148,7 @@ impl<'a> Locked<'a> {
     }
 
     #[inline]
-    fn key_vals(&self, it: &Item<'a>) -> &[Option<&'a Value>] {
+    fn key_vals(&self, it: &Item<'a>) -> &[KeyPart<'a>] {
         &self.vals[it.key.0 as usize..it.key.1 as usize]
     }
 
@@ -270,11 +270,7 @@ impl<'a> Locked<'a> {
             .group
             .iter()
             .cloned()
-            .zip(
-                self.key_vals(it)
-                    .iter()
-                    .map(|v| v.cloned().unwrap_or(Value::Null)),
-            )
+            .zip(self.key_vals(it).iter().map(|v| v.to_value()))
             .collect()
     }
 
@@ -347,10 +343,7 @@ impl<'a> Locked<'a> {
             // Equal to the event's values (same Val), so every row expression agrees.
             Some(k) => &k.parts,
             None => {
-                owned = vals
-                    .iter()
-                    .map(|v| v.cloned().unwrap_or(Value::Null))
-                    .collect();
+                owned = vals.iter().map(|v| v.to_value()).collect();
                 &owned
             }
         };

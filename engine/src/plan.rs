@@ -6,8 +6,9 @@
 //! [`RowExpr`]s over the finalised aggregate values.
 
 use weir_query_lang::ast::{
-    AggFunc, Aggregate, Expr, ExprKind, GroupItem, Select, SelectItem, Source,
+    AggFunc, Aggregate, Expr, ExprKind, GroupItem, Ident, Select, SelectItem, Span,
 };
+use weir_query_lang::{Analysis, ColumnKind, ErrorKind, QueryError, QueryShape, ResolvedSource};
 
 use crate::agg::{AggKind, AggSpec, Other};
 use crate::error::{EngineError, Result};
@@ -110,7 +111,26 @@ pub struct Plan {
     /// The definition as text (the select, then any extra conditions), to tell on restore
     /// whether a checkpointed state belongs to this definition.
     pub shape: String,
+    /// The query this one reads, if any (a view evaluated when read, or derived from it).
+    pub upstream: Option<String>,
     agg_ast: Vec<(AggKind, Option<Expr>)>,
+    /// The analyzer's description of the compiled select.
+    pub analysis: Analysis,
+}
+
+/// A compile error at a node: the analyzer's line and column with the engine's reason.
+fn at(span: Span, e: EngineError) -> EngineError {
+    match e {
+        EngineError::Query(q) => EngineError::Query(q),
+        other => {
+            let msg = match other {
+                EngineError::Unsupported(m) => format!("not supported: {m}"),
+                EngineError::Invalid(m) => m,
+                o => o.to_string(),
+            };
+            EngineError::Query(QueryError::at_span(span, ErrorKind::Semantic, msg))
+        }
+    }
 }
 
 /// Retention settings a plan is compiled with.
@@ -188,53 +208,53 @@ fn lits(list: &[Expr]) -> Result<Vec<Lit>> {
 }
 
 impl Plan {
-    /// Compile a select. `extra` are further row expressions (a rule's DENY WHEN) whose
-    /// aggregates get slots too. `is_query` tells whether a name is an existing query.
+    /// Compile an analysed select: the analyzer's [`Analysis`] says what it reads, how it
+    /// is grouped and bucketed and what each column is, so the engine never re-derives a
+    /// query's meaning. `extra` are further row expressions (a rule's DENY WHEN) whose
+    /// aggregates get slots too. `upstream` is the query a view derived from its source
+    /// reads (see [`derive_view`]); a select reading a query names it in its source.
     pub fn compile(
         select: &Select,
+        analysis: &Analysis,
         extra: &[&Expr],
         ret: Retention,
-        is_query: &dyn Fn(&str) -> bool,
+        upstream: Option<String>,
     ) -> Result<Plan> {
-        let source = match &select.from {
-            Source::AllEvents(_) => SourceKind::All,
-            Source::Named { name, window } if is_query(&name.name) => SourceKind::Query {
-                name: name.name.clone(),
+        let source = match analysis.source.as_ref() {
+            Some(ResolvedSource::AllEvents) | None => SourceKind::All,
+            Some(ResolvedSource::EventType(t)) => SourceKind::Type(t.clone()),
+            Some(ResolvedSource::Query { name, window }) => SourceKind::Query {
+                name: name.clone(),
                 window: *window,
             },
-            Source::Named {
-                window: Some(_),
-                name,
-            } => return Err(EngineError::UnknownQuery(name.name.clone())),
-            Source::Named { name, .. } => SourceKind::Type(name.name.clone()),
         };
-        let filter = select.where_clause.as_ref().map(event_expr).transpose()?;
-        let mut group = Vec::new();
-        let mut time = TimeShape::Unbounded;
-        for g in &select.group_by {
-            match g {
-                GroupItem::Field(f) => group.push(f.dotted()),
-                GroupItem::Timeseries {
-                    granularity,
-                    window,
-                    ..
-                } => {
-                    let g = *granularity;
-                    if g <= 0 {
-                        return Err(EngineError::Invalid("granularity must be positive".into()));
-                    }
-                    time = match window {
-                        None => TimeShape::Tumbling { g },
-                        Some(w) if *w >= g && w % g == 0 => TimeShape::Sliding { g, w: *w },
-                        Some(w) => {
-                            return Err(EngineError::Invalid(format!(
-                                "window {w} ms is not a whole multiple of the granularity {g} ms"
-                            )))
-                        }
-                    };
-                }
-            }
-        }
+        let view = matches!(source, SourceKind::Query { .. });
+        let upstream = upstream.or_else(|| match &source {
+            SourceKind::Query { name, .. } => Some(name.clone()),
+            _ => None,
+        });
+        let filter = select
+            .where_clause
+            .as_ref()
+            .map(|w| event_expr(w).map_err(|e| at(w.span, e)))
+            .transpose()?;
+        // A view evaluated when read groups and buckets the upstream's rows by its own
+        // GROUP BY only; the source's keys and buckets come with those rows.
+        let group = if view && !analysis.aggregated {
+            Vec::new()
+        } else {
+            analysis.group_fields.clone()
+        };
+        let time = match &analysis.timeseries {
+            Some(t) if !(view && t.from_source) => match t.window {
+                None => TimeShape::Tumbling { g: t.granularity },
+                Some(w) => TimeShape::Sliding {
+                    g: t.granularity,
+                    w,
+                },
+            },
+            _ => TimeShape::Unbounded,
+        };
         let retention = match time {
             TimeShape::Unbounded => 0,
             TimeShape::Tumbling { .. } => ret.series_ms,
@@ -243,6 +263,7 @@ impl Plan {
         let mut plan = Plan {
             select: select.clone(),
             source,
+            upstream,
             filter,
             group,
             time,
@@ -259,29 +280,42 @@ impl Plan {
                 .collect::<Vec<_>>()
                 .join("; "),
             agg_ast: Vec::new(),
+            analysis: analysis.clone(),
         };
-        for item in &select.items {
-            match item {
-                SelectItem::Wildcard(_) => {
-                    if !matches!(plan.source, SourceKind::Query { .. }) {
-                        return Err(unsupported("SELECT * over events (name the fields)"));
-                    }
-                    plan.wildcard = true;
+        for col in &analysis.columns {
+            match (&col.kind, &col.expr) {
+                (ColumnKind::FromSource, _) => plan.wildcard = true,
+                (ColumnKind::AllFields, _) => {
+                    return Err(at(
+                        select.span,
+                        unsupported(
+                            "SELECT * over events in a continuous query (name the fields, \
+                             or run it once as a bare SELECT)",
+                        ),
+                    ))
                 }
-                SelectItem::Expr { expr, .. } => {
-                    let name = item.column_name().unwrap_or_else(|| expr.to_string());
-                    let e = plan.row_expr(expr, true, false)?;
-                    plan.columns.push((name, e));
+                (_, Some(expr)) => {
+                    let e = plan
+                        .row_expr(expr, true, false)
+                        .map_err(|e| at(expr.span, e))?;
+                    plan.columns.push((col.name.clone(), e));
                 }
+                (_, None) => {}
             }
         }
         if let Some(h) = &select.having {
-            plan.having = Some(plan.row_expr(h, true, true)?);
+            plan.having = Some(plan.row_expr(h, true, true).map_err(|e| at(h.span, e))?);
         }
         for e in extra {
-            plan.row_expr(e, true, true)?;
+            plan.row_expr(e, true, true)
+                .map_err(|err| at(e.span, err))?;
         }
         Ok(plan)
+    }
+
+    /// What other statements see when they read this query (from the analysis).
+    pub fn reader_shape(&self) -> QueryShape {
+        self.analysis.shape()
     }
 
     /// Compile a condition over this plan's rows (no new aggregates may be needed).
@@ -289,6 +323,11 @@ impl Plan {
         let mut p = self.clone();
         let r = p.row_expr(e, false, true)?;
         Ok(r)
+    }
+
+    /// The query this plan reads (evaluated when read, or derived from it), if any.
+    pub fn reads(&self) -> Option<&str> {
+        self.upstream.as_deref()
     }
 
     /// Whether the event is of this query's source and passes WHERE.
@@ -376,4 +415,109 @@ impl Plan {
             ),
         })
     }
+}
+
+/// A view that only passes its source's columns through (`select * from series_5min(30min)`,
+/// or a projection of them, with WHERE on them) means the source's select run over the
+/// view's window: the same aggregates, grouped by the same keys, bucketed by the source's
+/// granularity, sliding over the view's window (SPEC section 3). Returns that select,
+/// reading the source's events, so the view is kept incrementally like any sliding query,
+/// reads are O(log) and every row is exact; the view's WHERE becomes HAVING (it tests the
+/// source's columns). None when the view aggregates the source's rows again, or the source
+/// is not a grouped query over events without HAVING: such a view is evaluated when read.
+pub fn derive_view(view: &Select, a: &Analysis, up: &Plan) -> Option<Select> {
+    let Some(ResolvedSource::Query { window, .. }) = &a.source else {
+        return None;
+    };
+    let ua = &up.analysis;
+    if a.aggregated
+        || !view.group_by.is_empty()
+        || up.upstream.is_some()
+        || !ua.aggregated
+        || up.select.having.is_some()
+        || up.wildcard
+    {
+        return None;
+    }
+    let columns: Vec<(String, Expr)> = ua
+        .columns
+        .iter()
+        .filter_map(|c| c.expr.clone().map(|e| (c.name.clone(), e)))
+        .collect();
+    let subst = |e: &Expr| substitute(e, &columns, &ua.group_fields);
+    let mut items = Vec::new();
+    for item in &view.items {
+        match item {
+            SelectItem::Wildcard(_) => items.extend(up.select.items.iter().cloned()),
+            SelectItem::Expr { expr, .. } => {
+                let name = item.column_name()?;
+                items.push(SelectItem::Expr {
+                    expr: subst(expr),
+                    alias: Some(Ident {
+                        name,
+                        span: expr.span,
+                    }),
+                });
+            }
+        }
+    }
+    let mut group_by = up.select.group_by.clone();
+    if let Some(w) = window {
+        for g in &mut group_by {
+            if let GroupItem::Timeseries { window: gw, .. } = g {
+                *gw = Some(*w);
+            }
+        }
+    }
+    Some(Select {
+        span: view.span,
+        items,
+        from: up.select.from.clone(),
+        where_clause: up.select.where_clause.clone(),
+        group_by,
+        having: view.where_clause.as_ref().map(subst),
+        limit: view.limit,
+    })
+}
+
+/// `e` with each reference to a source column replaced by the expression computing it.
+fn substitute(e: &Expr, columns: &[(String, Expr)], groups: &[String]) -> Expr {
+    let sub = |x: &Expr| Box::new(substitute(x, columns, groups));
+    let kind = match &e.kind {
+        ExprKind::Field(f) => {
+            let name = f.dotted();
+            match columns.iter().find(|(n, _)| *n == name) {
+                Some((_, expr)) if !groups.contains(&name) => return expr.clone(),
+                _ => return e.clone(),
+            }
+        }
+        ExprKind::Binary { op, left, right } => ExprKind::Binary {
+            op: *op,
+            left: sub(left),
+            right: sub(right),
+        },
+        ExprKind::Unary { op, expr } => ExprKind::Unary {
+            op: *op,
+            expr: sub(expr),
+        },
+        ExprKind::Regex { expr, pattern } => ExprKind::Regex {
+            expr: sub(expr),
+            pattern: pattern.clone(),
+        },
+        ExprKind::In {
+            expr,
+            list,
+            negated,
+        } => ExprKind::In {
+            expr: sub(expr),
+            list: list.clone(),
+            negated: *negated,
+        },
+        ExprKind::IsNull { expr, negated } => ExprKind::IsNull {
+            expr: sub(expr),
+            negated: *negated,
+        },
+        other => other.clone(),
+    };
+    Expr { kind, span: e.span }
 }

@@ -82,16 +82,57 @@ impl Acc {
     }
 }
 
+/// One group-key value of an event: a field's value (None when missing), or the event's
+/// type (`GROUP BY type`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KeyPart<'a> {
+    /// A field's value, borrowed from the event.
+    Field(Option<&'a Value>),
+    /// The event's type.
+    Type(&'a str),
+}
+
+impl<'a> KeyPart<'a> {
+    /// Look up `path` in the event: a field, else `type` is the event's type.
+    #[inline]
+    pub fn of(ev: &'a Event, path: &str) -> Self {
+        match ev.field(path) {
+            None if path == TYPE_FIELD => KeyPart::Type(&ev.kind),
+            v => KeyPart::Field(v),
+        }
+    }
+
+    /// As a value for comparisons and hashing.
+    #[inline]
+    pub fn val(self) -> Val<'a> {
+        match self {
+            KeyPart::Field(v) => v.map(Val::of).unwrap_or(Val::Null),
+            KeyPart::Type(t) => Val::Str(t),
+        }
+    }
+
+    /// An owned JSON value (missing → null).
+    pub fn to_value(self) -> Value {
+        match self {
+            KeyPart::Field(v) => v.cloned().unwrap_or(Value::Null),
+            KeyPart::Type(t) => Value::String(t.to_string()),
+        }
+    }
+}
+
+/// The name that means the event's type in a query when the event has no field of that name.
+pub const TYPE_FIELD: &str = "type";
+
 /// An event's group-key values, looked up once (inline up to four parts).
-pub type KeyVals<'a> = SmallVec<[Option<&'a Value>; 4]>;
+pub type KeyVals<'a> = SmallVec<[KeyPart<'a>; 4]>;
 
 /// The group-key values of an event and their hash (no allocation for up to four parts).
 #[inline]
 pub fn key_of<'a>(plan: &Plan, ev: &'a Event) -> (u64, KeyVals<'a>) {
-    let vals: KeyVals<'a> = plan.group.iter().map(|g| ev.field(g)).collect();
+    let vals: KeyVals<'a> = plan.group.iter().map(|g| KeyPart::of(ev, g)).collect();
     let mut h = StableHasher::default();
     for v in &vals {
-        h.val(v.map(Val::of).unwrap_or(Val::Null));
+        h.val(v.val());
     }
     (h.finish(), vals)
 }
@@ -101,8 +142,8 @@ pub fn key_of<'a>(plan: &Plan, ev: &'a Event) -> (u64, KeyVals<'a>) {
 pub fn key_into<'a>(plan: &Plan, ev: &'a Event, out: &mut KeyVals<'a>) -> u64 {
     let mut h = StableHasher::default();
     for g in &plan.group {
-        let v = ev.field(g);
-        h.val(v.map(Val::of).unwrap_or(Val::Null));
+        let v = KeyPart::of(ev, g);
+        h.val(v.val());
         out.push(v);
     }
     h.finish()
@@ -116,11 +157,11 @@ pub fn key_hash(plan: &Plan, ev: &Event) -> u64 {
 
 /// Whether a stored key equals the event's key values.
 #[inline]
-fn key_eq(ks: &KeyState, vals: &[Option<&Value>]) -> bool {
+fn key_eq(ks: &KeyState, vals: &[KeyPart<'_>]) -> bool {
     ks.parts
         .iter()
         .zip(vals)
-        .all(|(p, v)| Val::of(p) == v.map(Val::of).unwrap_or(Val::Null))
+        .all(|(p, v)| Val::of(p) == v.val())
 }
 
 /// The shard a key hash belongs to.
@@ -174,13 +215,7 @@ impl Shard {
     /// Add an event whose key values and hash are `vals`, `hash` (from [`key_of`]; the plan
     /// has accepted it).
     #[inline]
-    pub fn ingest(
-        &mut self,
-        plan: &Plan,
-        ev: &Event,
-        hash: u64,
-        vals: &[Option<&Value>],
-    ) -> Ingest {
+    pub fn ingest(&mut self, plan: &Plan, ev: &Event, hash: u64, vals: &[KeyPart<'_>]) -> Ingest {
         let bucket = plan.time.bucket(ev.ts);
         if bucket < self.keep_line(plan) {
             self.late_dropped += 1;
@@ -194,10 +229,7 @@ impl Shard {
         let ks = match self.table.find_mut(hash, |k| key_eq(k, vals)) {
             Some(k) => k,
             None => {
-                let parts: Box<[Value]> = vals
-                    .iter()
-                    .map(|v| v.cloned().unwrap_or(Value::Null))
-                    .collect();
+                let parts: Box<[Value]> = vals.iter().map(|v| v.to_value()).collect();
                 self.table
                     .insert_unique(hash, KeyState::new(parts, hash, stride), |k| k.hash)
                     .into_mut()
@@ -252,7 +284,7 @@ impl Shard {
     }
 
     /// Find a key by its values and hash (from [`key_of`]).
-    pub fn find(&self, hash: u64, vals: &[Option<&Value>]) -> Option<&KeyState> {
+    pub fn find(&self, hash: u64, vals: &[KeyPart<'_>]) -> Option<&KeyState> {
         self.table.find(hash, |k| key_eq(k, vals))
     }
 

@@ -75,8 +75,8 @@ pub enum Statement {
     /// `CREATE [OR REPLACE] QUERY name AS select [BACKFILL d | NO BACKFILL]`, or the seed
     /// shorthands `name = select` / `name@5min = select`.
     CreateQuery(CreateQuery),
-    /// `DROP QUERY name`.
-    DropQuery(Ident),
+    /// `DROP QUERY name [CASCADE]`.
+    DropQuery(DropQuery),
     /// `CREATE [OR REPLACE] RULE name (ON query | AS select) DENY WHEN condition`.
     CreateRule(CreateRule),
     /// `DROP RULE name`.
@@ -87,6 +87,15 @@ pub enum Statement {
     ShowRules,
     /// A bare select: a one-shot query over stored events.
     Select(Select),
+}
+
+/// `DROP QUERY name [CASCADE]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropQuery {
+    /// The query to drop.
+    pub name: Ident,
+    /// `CASCADE`: also drop every query and rule that reads it (else such a drop is refused).
+    pub cascade: bool,
 }
 
 /// How a query was written: the full form or one of the seed shorthands.

@@ -383,7 +383,12 @@ impl Display for Statement {
                     )
                 }
             },
-            Statement::DropQuery(n) => write!(f, "DROP QUERY {}", Name(&n.name)),
+            Statement::DropQuery(d) => write!(
+                f,
+                "DROP QUERY {}{}",
+                Name(&d.name.name),
+                if d.cascade { " CASCADE" } else { "" }
+            ),
             Statement::CreateRule(r) => {
                 write!(
                     f,

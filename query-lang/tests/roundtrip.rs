@@ -217,7 +217,8 @@ fn statement() -> impl Strategy<Value = Statement> {
         3 => query,
         3 => rule,
         3 => select().prop_map(Statement::Select),
-        1 => ident().prop_map(Statement::DropQuery),
+        1 => (ident(), any::<bool>())
+            .prop_map(|(name, cascade)| Statement::DropQuery(DropQuery { name, cascade })),
         1 => ident().prop_map(Statement::DropRule),
         1 => Just(Statement::ShowQueries),
         1 => Just(Statement::ShowRules),

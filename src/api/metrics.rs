@@ -35,6 +35,7 @@ pub async fn render(State(app): State<Arc<App>>) -> impl IntoResponse {
             .set(q.late_dropped as f64);
         metrics::gauge!("weir_query_keys", "query" => name).set(q.keys as f64);
     }
+    metrics::gauge!("weir_catalog_errors").set(crate::catalog::error_count(&app) as f64);
     let log = app.log.stats();
     metrics::gauge!("weir_log_records").set(log.records as f64);
     metrics::gauge!("weir_log_groups").set(log.groups as f64);

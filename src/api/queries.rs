@@ -32,14 +32,35 @@ pub async fn get_query(
         .ok_or_else(|| ApiError::not_found(format!("no query named '{name}'")))
 }
 
-/// `DELETE /api/queries/{name}`.
+/// `DELETE /api/queries/{name}[?cascade=true]`: 409 naming every query and rule that reads
+/// it, unless `cascade=true`, which drops those too and lists them in `dropped`.
 pub async fn delete_query(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
+    for k in params.keys() {
+        if k != "cascade" {
+            return Err(ApiError::bad_request(format!(
+                "unknown parameter '{k}': expected cascade"
+            )));
+        }
+    }
+    let cascade = match params.get("cascade").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "parameter 'cascade': {v:?} is not true or false"
+            )))
+        }
+    };
     let _guard = app.statements.lock().await;
-    catalog::drop_query(&app, &name)?;
-    Ok(Json(json!({ "statement": "drop_query", "name": name })))
+    let dropped = catalog::drop_query(&app, &name, cascade)?;
+    let dropped: Vec<Value> = dropped.iter().map(catalog::Dependent::json).collect();
+    Ok(Json(
+        json!({ "statement": "drop_query", "name": name, "dropped": dropped }),
+    ))
 }
 
 /// `GET /api/rules`.

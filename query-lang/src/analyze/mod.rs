@@ -382,8 +382,8 @@ pub fn parse_and_analyze(
                     .changes
                     .insert(q.name.name.clone(), Some(analysis.shape()));
             }
-            Statement::DropQuery(n) => {
-                overlay.changes.insert(n.name.clone(), None);
+            Statement::DropQuery(d) => {
+                overlay.changes.insert(d.name.name.clone(), None);
             }
             _ => {}
         }

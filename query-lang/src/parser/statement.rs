@@ -5,7 +5,9 @@ use super::expr::expr;
 use super::lexical::{duration, ident, kw, peek_kw, sym, ws};
 use super::select::select;
 use super::{expect, failure, Input, PResult};
-use crate::ast::{Backfill, CreateQuery, CreateRule, Ident, QueryForm, RuleSource, Statement};
+use crate::ast::{
+    Backfill, CreateQuery, CreateRule, DropQuery, Ident, QueryForm, RuleSource, Statement,
+};
 
 const STATEMENT_EXPECTED: &str =
     "expected a statement: CREATE, DROP, SHOW, SELECT, or name = SELECT …";
@@ -62,7 +64,11 @@ pub fn statement(i: Input<'_>) -> PResult<'_, Statement> {
     if let Ok((rest, _)) = kw("drop")(i) {
         if let Ok((rest, _)) = kw("query")(rest) {
             let (rest, name) = expect("expected a query name after DROP QUERY", ident)(rest)?;
-            return Ok((rest, Statement::DropQuery(name)));
+            let (rest, cascade) = match kw("cascade")(rest) {
+                Ok((rest, _)) => (rest, true),
+                Err(_) => (rest, false),
+            };
+            return Ok((rest, Statement::DropQuery(DropQuery { name, cascade })));
         }
         let (rest, _) = expect("expected QUERY or RULE after DROP", kw("rule"))(rest)?;
         let (rest, name) = expect("expected a rule name after DROP RULE", ident)(rest)?;
