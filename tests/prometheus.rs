@@ -142,6 +142,18 @@ fn window(
     })
 }
 
+/// A server whose sliding windows keep 2 h of grace, so every window over the test's
+/// 20 minutes of events stays complete (and readable) while the test runs.
+async fn server(dir: &tempfile::TempDir) -> Server {
+    let cfg = dir.path().join("weir.toml");
+    std::fs::write(&cfg, "grace = \"2h\"\n").unwrap();
+    Server::start_args(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    )
+    .await
+}
+
 async fn setup(s: &Server, b: i64) -> Vec<(i64, &'static str, i64)> {
     let (st, body) = s
         .statements(
@@ -180,7 +192,7 @@ async fn api_row(s: &Server, query: &str, seller: &str, bucket: i64) -> Option<V
 #[tokio::test]
 async fn promtool_queries_match_results_and_a_recount() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path()).await;
+    let s = server(&dir).await;
     let b = (now_ms() - 40 * MIN) / MIN * MIN;
     let evs = setup(&s, b).await;
     let oracle = recount(&evs, b);
@@ -600,7 +612,7 @@ async fn poll(p: &PromServer, q: &str, ok: impl Fn(&Value) -> bool) -> Value {
 #[tokio::test]
 async fn prometheus_scrapes_weir_metrics_and_promtool_lints_them() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path()).await;
+    let s = server(&dir).await;
     let b = (now_ms() - 40 * MIN) / MIN * MIN;
     let evs = setup(&s, b).await;
     // Two invalid events over HTTP, and a read of a result (a templated route).
