@@ -12,6 +12,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> brokers"
 source scripts/brokers.sh
+source scripts/prometheus.sh
 
 echo "==> tests"
 cargo test --workspace --all-targets

@@ -58,6 +58,8 @@ pub struct App {
     /// Stored definitions that could not be restored on start, by (kind, name): the reason.
     /// They stay in the catalogue (listed with status `error`) until replaced or dropped.
     pub catalog_errors: crate::catalog::CatalogErrors,
+    /// Per-rule, per-key decision counts for the Prometheus API.
+    pub decision_series: crate::api::prometheus::decisions::DecisionSeries,
 }
 
 /// What the analytics routes keep about every accepted event; checkpointed with the engine.
@@ -144,6 +146,7 @@ impl App {
             backfills: Default::default(),
             catalog_errors: Default::default(),
             schemas: RwLock::new(HashMap::new()),
+            decision_series: Default::default(),
         }
     }
 
@@ -264,16 +267,22 @@ impl App {
     pub fn add_and_check(&self, event: Event) -> Checked {
         let _gate = self.submitting.read();
         let mut denied = false;
+        let started = std::time::Instant::now();
         let (event_id, decision) = self.rules.add_and_check(&event, |d| {
             denied = d;
             self.next_id()
         });
+        metrics::histogram!("weir_decision_duration_seconds", "call" => "add_and_check")
+            .record(started.elapsed().as_secs_f64());
+        // After the decision, outside the engine's locks.
+        self.decision_series.record(&decision, self.clock.now_ms());
         if decision.allowed {
             self.insights.lock().observe(&event);
             metrics::counter!("weir_events_accepted_total").increment(1);
             metrics::counter!("weir_decisions_total", "decision" => "allow").increment(1);
         } else {
             metrics::counter!("weir_decisions_total", "decision" => "deny").increment(1);
+            metrics::counter!("weir_events_dropped_total", "reason" => "denied").increment(1);
         }
         let record = LogRecord {
             seq: event_id,
@@ -289,7 +298,11 @@ impl App {
 
     /// Decide from the current state without adding the event.
     pub fn check(&self, event: &Event) -> Decision {
-        self.rules.check(event)
+        let started = std::time::Instant::now();
+        let decision = self.rules.check(event);
+        metrics::histogram!("weir_decision_duration_seconds", "call" => "check")
+            .record(started.elapsed().as_secs_f64());
+        decision
     }
 
     /// A consistent snapshot of the engine and the highest event id it includes. No event is

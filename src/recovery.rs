@@ -161,6 +161,15 @@ fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> a
 
 /// Write a checkpoint once the log holds every event it includes.
 pub fn checkpoint(app: &App) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let written = write_checkpoint(app);
+    let outcome = if written.is_ok() { "ok" } else { "error" };
+    metrics::counter!("weir_checkpoints_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("weir_checkpoint_duration_seconds").record(started.elapsed().as_secs_f64());
+    written
+}
+
+fn write_checkpoint(app: &App) -> anyhow::Result<()> {
     let (seq, bytes) = app.snapshot()?;
     app.flush_blocking()?;
     app.store.put_checkpoint(seq, &bytes)?;

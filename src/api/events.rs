@@ -25,9 +25,23 @@ pub struct AddOptions {
     wait: Option<String>,
 }
 
+/// Events that are not valid events at all (counted as `reason="shape"`), answered as
+/// [`shape_errors`].
+fn invalid_shape(errors: Vec<ShapeError>) -> ApiError {
+    metrics::counter!("weir_events_invalid_total", "reason" => "shape")
+        .increment(errors.len() as u64);
+    shape_errors(errors)
+}
+
+/// Events accepted over HTTP (ingest per input, `input="http"`).
+fn http_accepted(n: usize) {
+    metrics::counter!("weir_input_accepted_total", "input" => "http").increment(n as u64);
+}
+
 /// The 400 answer for a batch with bad events: each index and why.
 fn shape_errors(errors: Vec<ShapeError>) -> ApiError {
     let n = errors.len();
+    metrics::counter!("weir_input_invalid_total", "input" => "http").increment(n as u64);
     let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
     let list: Vec<Value> = errors
         .into_iter()
@@ -49,7 +63,7 @@ pub async fn add_events(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let body = json_body(&body?)?;
-    let events = parse_body(&body, &app.shape_opts()).map_err(shape_errors)?;
+    let events = parse_body(&body, &app.shape_opts()).map_err(invalid_shape)?;
     app.validate(&events).map_err(shape_errors)?;
     let durable = match opts.wait.as_deref() {
         None => false,
@@ -69,6 +83,7 @@ async fn add_and_answer(
     durable: bool,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (ids, receipt) = app.add(events, Vec::new());
+    http_accepted(ids.len());
     let status = if durable {
         receipt.await.map_err(ApiError::internal)?;
         StatusCode::OK
@@ -103,13 +118,13 @@ fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<
             if errors.is_empty() {
                 Ok(OneOrMany::Many(events))
             } else {
-                Err(shape_errors(errors))
+                Err(invalid_shape(errors))
             }
         }
         other => parse_event(&other, &opts)
             .map(OneOrMany::One)
             .map_err(|reason| {
-                shape_errors(vec![ShapeError {
+                invalid_shape(vec![ShapeError {
                     index: None,
                     reason,
                 }])
@@ -150,6 +165,7 @@ pub async fn add_and_check(
         OneOrMany::One(e) => add_and_check_one(&app, e).await.map(Json),
         OneOrMany::Many(es) => {
             let checked: Vec<_> = es.into_iter().map(|e| app.add_and_check(e)).collect();
+            http_accepted(checked.iter().filter(|c| c.decision.allowed).count());
             let mut out = Vec::with_capacity(checked.len());
             for c in checked {
                 c.receipt.await.map_err(ApiError::internal)?;
@@ -162,6 +178,7 @@ pub async fn add_and_check(
 
 async fn add_and_check_one(app: &App, event: Event) -> ApiResult<Value> {
     let c = app.add_and_check(event);
+    http_accepted(usize::from(c.decision.allowed));
     c.receipt.await.map_err(ApiError::internal)?;
     Ok(decision_json(&c.decision, Some(c.event_id)))
 }
@@ -183,7 +200,7 @@ pub async fn post_event(
 ) -> ApiResult<impl IntoResponse> {
     let qs = qs.unwrap_or_default();
     let event =
-        parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| shape_errors(vec![e]))?;
+        parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| invalid_shape(vec![e]))?;
     app.validate(std::slice::from_ref(&event))
         .map_err(shape_errors)?;
     if matches!(flag(&qs, "result").as_deref(), Some("true") | Some("1")) {
@@ -216,7 +233,7 @@ pub async fn get_event(
         return Ok(Json(decision_json(&app.check(&record.event), Some(id))));
     }
     let event =
-        parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| shape_errors(vec![e]))?;
+        parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| invalid_shape(vec![e]))?;
     app.validate(std::slice::from_ref(&event))
         .map_err(shape_errors)?;
     Ok(Json(decision_json(&app.check(&event), None)))

@@ -1,30 +1,157 @@
-//! `GET /metrics`: Prometheus text format (SPEC section 11).
+//! `GET /metrics`: Prometheus text format for operators (SPEC section 11).
 //!
-//! Counters bumped on the hot path (events accepted, decisions, per-input counters from
-//! weir-inputs) go through the `metrics` facade; state that already lives elsewhere (engine
-//! per-query counters, the log writer, backfill progress) is read when scraped.
+//! Counters and histograms bumped where things happen go through the `metrics` facade:
+//! events accepted, invalid and dropped, decisions and their latency, per-input counters
+//! (weir-inputs, and `input="http"` from the HTTP handlers), request latency per route
+//! ([`track`]), log flushes and fsyncs (weir-storage's group commit), checkpoints. State
+//! that already lives elsewhere (engine per-query counters, the log writer, backfill
+//! progress) is read when scraped. Every histogram (`*_seconds`) has the buckets of
+//! [`LATENCY_BUCKETS`]. The list, with types and labels, is in `docs/api.md`.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
-use axum::response::IntoResponse;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use parking_lot::Mutex;
 
 use crate::app::App;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Histogram buckets (seconds) of every `*_seconds` metric: 50 µs to 30 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
+];
+
+fn builder() -> PrometheusBuilder {
+    let b = PrometheusBuilder::new();
+    match b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "histogram buckets refused; histograms render as summaries");
+            PrometheusBuilder::new()
+        }
+    }
+}
+
 /// Install the process-wide Prometheus recorder (once; later calls reuse it).
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = builder()
                 .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+                .unwrap_or_else(|_| builder().build_recorder().handle());
+            describe();
+            handle
         })
         .clone()
 }
+
+/// HELP texts of the metrics recorded here and elsewhere.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_histogram!(
+        "weir_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by route template, method and status"
+    );
+    describe_histogram!(
+        "weir_decision_duration_seconds",
+        Unit::Seconds,
+        "Time to decide (and apply) one add_and_check or check event, by call"
+    );
+    describe_histogram!(
+        "weir_checkpoint_duration_seconds",
+        Unit::Seconds,
+        "Time to take and write one engine checkpoint"
+    );
+    describe_histogram!(
+        "weir_log_flush_duration_seconds",
+        Unit::Seconds,
+        "Time to append one group of records to the event log, fsync included"
+    );
+    describe_histogram!(
+        "weir_log_fsync_duration_seconds",
+        Unit::Seconds,
+        "Time of one fsync of the event log"
+    );
+    describe_counter!("weir_events_accepted_total", "Events accepted, all inputs");
+    describe_counter!(
+        "weir_events_invalid_total",
+        "Events refused as invalid, by input and reason"
+    );
+    describe_counter!(
+        "weir_events_dropped_total",
+        "Events not counted in results, by reason (late: below a query's retention, per query; denied: refused by a rule)"
+    );
+    describe_counter!("weir_decisions_total", "add_and_check decisions by outcome");
+    describe_counter!("weir_checkpoints_total", "Checkpoints written, by outcome");
+    describe_counter!("weir_input_received_total", "Events received per input");
+    describe_counter!("weir_input_accepted_total", "Events accepted per input");
+    describe_counter!("weir_input_invalid_total", "Invalid events per input");
+    describe_counter!(
+        "weir_input_duplicate_total",
+        "Redelivered events skipped per input"
+    );
+    describe_gauge!("weir_input_lag", "Consumer lag per input (messages)");
+    describe_gauge!("weir_query_events", "Events counted per query");
+    describe_gauge!(
+        "weir_query_late_dropped",
+        "Events dropped as late per query"
+    );
+    describe_gauge!("weir_query_keys", "Group keys held per query");
+    describe_gauge!("weir_log_records", "Records written to the event log");
+    describe_gauge!("weir_log_groups", "Group commits of the event log");
+    describe_gauge!("weir_log_fsyncs", "fsync calls of the event log");
+    describe_gauge!("weir_log_last_event_id", "The highest event id handed out");
+    describe_gauge!(
+        "weir_backfill_progress",
+        "Backfill progress per query (0..1)"
+    );
+    describe_gauge!(
+        "weir_backfill_replayed_events",
+        "Events replayed by a backfill"
+    );
+    describe_gauge!(
+        "weir_backfill_total_events",
+        "Events a backfill replays (upper bound)"
+    );
+    describe_gauge!(
+        "weir_backfill_running",
+        "1 while a query is being backfilled"
+    );
+}
+
+/// Middleware: time every request, labelled by its route template (`/api/queries/{name}`,
+/// never the concrete path, so label sets stay bounded), method and status.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::histogram!(
+        "weir_http_request_duration_seconds",
+        "route" => route,
+        "method" => method,
+        "status" => status
+    )
+    .record(started.elapsed().as_secs_f64());
+    res
+}
+
+/// Queries that were being backfilled at an earlier scrape.
+static BACKFILLED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Refresh the gauges read from other components, then render everything.
 pub async fn render(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -33,6 +160,8 @@ pub async fn render(State(app): State<Arc<App>>) -> impl IntoResponse {
         metrics::gauge!("weir_query_events", "query" => name.clone()).set(q.events as f64);
         metrics::gauge!("weir_query_late_dropped", "query" => name.clone())
             .set(q.late_dropped as f64);
+        metrics::counter!("weir_events_dropped_total", "reason" => "late", "query" => name.clone())
+            .absolute(q.late_dropped);
         metrics::gauge!("weir_query_keys", "query" => name).set(q.keys as f64);
     }
     metrics::gauge!("weir_catalog_errors").set(crate::catalog::error_count(&app) as f64);
@@ -41,9 +170,32 @@ pub async fn render(State(app): State<Arc<App>>) -> impl IntoResponse {
     metrics::gauge!("weir_log_groups").set(log.groups as f64);
     metrics::gauge!("weir_log_fsyncs").set(log.syncs as f64);
     metrics::gauge!("weir_log_last_event_id").set(app.last_seq() as f64);
-    for (name, p) in app.backfills.lock().iter() {
-        let progress = p.json()["progress"].as_f64().unwrap_or(0.0);
-        metrics::gauge!("weir_backfill_progress", "query" => name.clone()).set(progress);
+    let running: BTreeSet<String> = {
+        let backfills = app.backfills.lock();
+        for (name, p) in backfills.iter() {
+            let progress = p.json()["progress"].as_f64().unwrap_or(0.0);
+            metrics::gauge!("weir_backfill_progress", "query" => name.clone()).set(progress);
+            metrics::gauge!("weir_backfill_replayed_events", "query" => name.clone())
+                .set(p.replayed as f64);
+            metrics::gauge!("weir_backfill_total_events", "query" => name.clone())
+                .set(p.total as f64);
+        }
+        backfills.keys().cloned().collect()
+    };
+    {
+        let mut seen = BACKFILLED.lock();
+        seen.extend(running.iter().cloned());
+        for name in seen.iter() {
+            let on = running.contains(name);
+            metrics::gauge!("weir_backfill_running", "query" => name.clone()).set(if on {
+                1.0
+            } else {
+                0.0
+            });
+            if !on {
+                metrics::gauge!("weir_backfill_progress", "query" => name.clone()).set(1.0);
+            }
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -21,6 +21,7 @@ pub async fn help() -> Json<Value> {
             "GET /healthz": "200 once ready",
             "GET /help": "this list",
             "GET /metrics": "Prometheus metrics",
+            "GET|POST /prometheus/api/v1/{query,query_range,series,labels}": "the Prometheus query API over query results and rule decisions (Grafana datasource URL: /prometheus)",
             "POST /api/statements": "apply DSL text (text/plain): CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT",
             "GET /api/queries": "query definitions and status",
             "GET /api/queries/{name}": "one query",

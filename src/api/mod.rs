@@ -8,7 +8,8 @@
 //! - [`schemas`]: per-type JSON Schemas for event validation.
 //! - [`decision`]: a rules decision as JSON.
 //! - [`analytics`]: the event store and analytics (events listing, JSON query, stats, keys).
-//! - [`metrics`]: `/metrics` for Prometheus.
+//! - [`metrics`]: `/metrics` for Prometheus, and the request-latency middleware.
+//! - [`prometheus`]: the Prometheus-compatible query API under `/prometheus/api/v1/…`.
 //! - [`console`]: the web console at `/` (built from `web/`, embedded).
 //! - [`misc`]: `/healthz`, `/help`, 404.
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod misc;
+pub mod prometheus;
 pub mod queries;
 pub mod schemas;
 pub mod statements;
@@ -26,6 +28,7 @@ pub mod statements;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::CorsLayer;
@@ -71,6 +74,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/check", post(events::check))
         .route("/api/add_and_check", post(events::add_and_check))
         .route("/event", post(events::post_event).get(events::get_event))
+        .nest("/prometheus", prometheus::routes())
+        .route_layer(middleware::from_fn(metrics::track))
         .fallback(misc::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(CorsLayer::permissive())

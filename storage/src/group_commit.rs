@@ -159,6 +159,7 @@ fn write_group(
     group: &mut [Pending],
     c: &Counters,
 ) -> Result<()> {
+    let started = std::time::Instant::now();
     if let [one] = group {
         storage.append(&one.records, &one.meta)?;
     } else {
@@ -184,9 +185,14 @@ fn write_group(
     }
     c.groups.fetch_add(1, Ordering::Relaxed);
     if durable {
+        let syncing = std::time::Instant::now();
         storage.sync()?;
         c.syncs.fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!("weir_log_fsync_duration_seconds")
+            .record(syncing.elapsed().as_secs_f64());
     }
+    // One group's append (and fsync): how long a flush of the event log takes.
+    metrics::histogram!("weir_log_flush_duration_seconds").record(started.elapsed().as_secs_f64());
     Ok(())
 }
 

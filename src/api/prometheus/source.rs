@@ -1,0 +1,368 @@
+//! Where PromQL selectors get their samples: the series model ([`Labels`], [`SeriesSource`])
+//! and its implementation over the running server ([`WeirSource`]): every result column of
+//! every query per group key, plus the rule-decision series of [`super::decisions`].
+//!
+//! # Series naming (stable)
+//! A query `q` with a column `c` gives, per group key, the series
+//! `q_c{query="q", column="c", <group field>="<value>"…}`: the metric name is the query and
+//! column names joined by `_`, with every character outside `[a-zA-Z0-9_:]` turned into `_`
+//! (a rule's own query `rule:r` becomes `rule:r_c`, with `query="rule:r"`). Group fields are
+//! labels under their own name (characters outside `[a-zA-Z0-9_]` become `_`); a field whose
+//! label name would be reserved (`__name__`, `query`, `column`, `rule`, `decision`, or
+//! starting with `__`) is prefixed with `key_`. Values are the key's text (numbers as
+//! written in JSON).
+//!
+//! # Samples
+//! The value of a series at time `t` is its row for the bucket holding `t`: for a series
+//! query (`timeseries(time, g)`) the bucket starting at `floor(t/g)·g`; for a sliding query
+//! the window ending with that bucket (the HOP row of SPEC section 3), exact, or no sample
+//! when that window is not fully retained; for a query without `timeseries` the current
+//! value at every `t` at or after the query's watermark (before it, no sample). A key with
+//! no row there has no sample, so series disappear between their buckets as in Prometheus
+//! after a staleness marker. Non-numeric values (strings, null) give no sample; booleans are
+//! 0 and 1.
+
+use std::collections::{BTreeMap, HashMap};
+
+use promql_parser::label::Matcher;
+use serde_json::{Map, Value};
+use weir_engine::{ReadRequest, Row};
+
+use super::decisions::DecisionSeries;
+use super::render::PromError;
+use crate::app::App;
+
+/// A series' labels, `__name__` included, sorted by name.
+pub type Labels = BTreeMap<String, String>;
+
+/// One series with a value (or none) at each evaluation time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Its labels.
+    pub labels: Labels,
+    /// One value per evaluation time; `None`: no sample then.
+    pub values: Vec<Option<f64>>,
+}
+
+/// What selectors read.
+pub trait SeriesSource {
+    /// Every series matching `matchers` at each of `times` (unix ms, ascending). Series with
+    /// no sample at any of the times may be left out.
+    fn select(&self, matchers: &[Matcher], times: &[i64]) -> Result<Vec<Series>, PromError>;
+
+    /// The labels of every series matching `matchers` with a sample in `[from, to]`
+    /// (unix ms; `None`: unbounded).
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Vec<Labels>, PromError>;
+}
+
+/// Whether every matcher accepts `labels` (a missing label reads as "", as in Prometheus).
+pub fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
+    matchers
+        .iter()
+        .all(|m| m.is_match(labels.get(&m.name).map(String::as_str).unwrap_or("")))
+}
+
+/// Whether the matchers on the given labels accept them, ignoring matchers on other labels.
+pub fn matches_known(matchers: &[Matcher], labels: &Labels) -> bool {
+    matchers
+        .iter()
+        .filter(|m| labels.contains_key(&m.name))
+        .all(|m| m.is_match(&labels[&m.name]))
+}
+
+/// A metric name: characters outside `[a-zA-Z0-9_:]` become `_`, and a leading digit gets a
+/// `_` in front.
+pub fn metric_name(query: &str, column: &str) -> String {
+    let raw = format!("{query}_{column}");
+    let mut s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    s
+}
+
+/// Labels reserved for Weir's own use; group fields with these names get a `key_` prefix.
+const RESERVED: [&str; 5] = ["__name__", "query", "column", "rule", "decision"];
+
+/// The label name of a group field.
+pub fn key_label(field: &str) -> String {
+    let mut s: String = field
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    if RESERVED.contains(&s.as_str()) || s.starts_with("__") {
+        s.insert_str(0, "key_");
+    }
+    s
+}
+
+/// A key value as label text: strings as they are, anything else as its JSON.
+pub fn label_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Add a group key's labels.
+pub fn add_key_labels(labels: &mut Labels, key: &Map<String, Value>) {
+    for (f, v) in key {
+        labels.insert(key_label(f), label_value(v));
+    }
+}
+
+/// A result value as a sample: numbers, booleans as 0/1; anything else none.
+pub fn sample(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Number(n) => n.as_f64(),
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+/// How a query's rows map to times.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// No `timeseries`: the current value, from the watermark on.
+    Unbounded { watermark: Option<i64> },
+    /// Tumbling buckets of g ms (rows carry `bucket_start`).
+    Tumbling { g: i64 },
+    /// Sliding windows advancing every g ms (rows carry `window_end`).
+    Sliding { g: i64 },
+}
+
+impl Shape {
+    /// The bucket (or, unbounded, 0) a time reads.
+    fn slot(self, t: i64) -> Option<i64> {
+        match self {
+            Shape::Unbounded { watermark } => watermark.filter(|w| t >= *w).map(|_| 0),
+            Shape::Tumbling { g } | Shape::Sliding { g } => Some(t.div_euclid(g) * g),
+        }
+    }
+
+    /// The bucket a row belongs to.
+    fn row_slot(self, r: &Row) -> Option<i64> {
+        match self {
+            Shape::Unbounded { .. } => Some(0),
+            Shape::Tumbling { .. } => r.bucket_start,
+            Shape::Sliding { g } => r.window_end.map(|e| e - g),
+        }
+    }
+}
+
+/// The server's query results and rule decisions as series.
+pub struct WeirSource<'a> {
+    app: &'a App,
+    decisions: &'a DecisionSeries,
+}
+
+impl<'a> WeirSource<'a> {
+    /// Read from `app`.
+    pub fn new(app: &'a App) -> Self {
+        Self {
+            app,
+            decisions: &app.decision_series,
+        }
+    }
+
+    /// Every visible query with its shape and columns, and the base labels of each column.
+    fn queries(&self, matchers: &[Matcher]) -> Vec<(String, Shape, Vec<(String, Labels)>)> {
+        let mut out = Vec::new();
+        for name in self.app.engine.query_names() {
+            let Some(qs) = self.app.engine.query_shape(&name) else {
+                continue;
+            };
+            let shape = match (qs.granularity, qs.window) {
+                (Some(g), Some(_)) => Shape::Sliding { g },
+                (Some(g), None) => Shape::Tumbling { g },
+                _ => Shape::Unbounded {
+                    watermark: self.app.engine.query(&name).and_then(|q| q.watermark()),
+                },
+            };
+            let columns: Vec<(String, Labels)> = qs
+                .columns
+                .iter()
+                .filter(|c| !qs.group_fields.contains(c))
+                .map(|c| {
+                    let labels = Labels::from([
+                        ("__name__".to_string(), metric_name(&name, c)),
+                        ("query".to_string(), name.clone()),
+                        ("column".to_string(), c.clone()),
+                    ]);
+                    (c.clone(), labels)
+                })
+                .filter(|(_, l)| matches_known(matchers, l))
+                .collect();
+            if !columns.is_empty() {
+                out.push((name, shape, columns));
+            }
+        }
+        out
+    }
+
+    /// The rows of query `name` whose bucket (slot) is in `[from, to]`.
+    fn rows(
+        &self,
+        name: &str,
+        shape: Shape,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Vec<Row>, PromError> {
+        let mut req = ReadRequest::default();
+        match shape {
+            Shape::Unbounded { watermark } => {
+                if let (Some(w), Some(to)) = (watermark, to) {
+                    if to < w {
+                        return Ok(Vec::new());
+                    }
+                }
+            }
+            Shape::Tumbling { g } | Shape::Sliding { g } => {
+                req.from = from.map(|f| f.div_euclid(g) * g);
+                req.to = to.map(|t| t.div_euclid(g) * g + g);
+            }
+        }
+        self.app
+            .engine
+            .result(name, &req)
+            .map_err(|e| PromError::execution(format!("reading query '{name}': {e}")))
+    }
+}
+
+impl SeriesSource for WeirSource<'_> {
+    fn select(&self, matchers: &[Matcher], times: &[i64]) -> Result<Vec<Series>, PromError> {
+        let mut out = Vec::new();
+        let (Some(&first), Some(&last)) = (times.iter().min(), times.iter().max()) else {
+            return Ok(out);
+        };
+        for (name, shape, columns) in self.queries(matchers) {
+            let rows = self.rows(&name, shape, Some(first), Some(last))?;
+            // key text → (key, slot → row)
+            let mut by_key: HashMap<String, (&Map<String, Value>, HashMap<i64, &Row>)> =
+                HashMap::new();
+            for r in &rows {
+                let Some(slot) = shape.row_slot(r) else {
+                    continue;
+                };
+                let k = Value::Object(r.key.clone()).to_string();
+                by_key
+                    .entry(k)
+                    .or_insert_with(|| (&r.key, HashMap::new()))
+                    .1
+                    .insert(slot, r);
+            }
+            let slots: Vec<Option<i64>> = times.iter().map(|&t| shape.slot(t)).collect();
+            for (key, by_slot) in by_key.values() {
+                for (col, base) in &columns {
+                    let mut labels = base.clone();
+                    add_key_labels(&mut labels, key);
+                    if !matches_all(matchers, &labels) {
+                        continue;
+                    }
+                    let values: Vec<Option<f64>> = slots
+                        .iter()
+                        .map(|s| s.and_then(|s| by_slot.get(&s)))
+                        .map(|r| r.and_then(|r| sample(r.values.get(col))))
+                        .collect();
+                    if values.iter().any(Option::is_some) {
+                        out.push(Series { labels, values });
+                    }
+                }
+            }
+        }
+        out.extend(self.decisions.select(matchers, times));
+        Ok(out)
+    }
+
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Vec<Labels>, PromError> {
+        let mut out = Vec::new();
+        for (name, shape, columns) in self.queries(matchers) {
+            let rows = self.rows(&name, shape, from, to)?;
+            let mut seen = std::collections::HashSet::new();
+            for r in &rows {
+                for (col, base) in &columns {
+                    if sample(r.values.get(col)).is_none() {
+                        continue;
+                    }
+                    let mut labels = base.clone();
+                    add_key_labels(&mut labels, &r.key);
+                    if matches_all(matchers, &labels) && seen.insert(labels.clone()) {
+                        out.push(labels);
+                    }
+                }
+            }
+        }
+        out.extend(self.decisions.series(matchers, from, to));
+        Ok(out)
+    }
+}
+
+/// Series held in memory, for tests of the evaluator: each sample is valid for `g` ms from
+/// its timestamp (the bucket model of [`WeirSource`]).
+#[cfg(test)]
+pub struct MemSource {
+    /// Bucket width.
+    pub g: i64,
+    /// Series and their samples by bucket start.
+    pub series: Vec<(Labels, BTreeMap<i64, f64>)>,
+}
+
+#[cfg(test)]
+impl SeriesSource for MemSource {
+    fn select(&self, matchers: &[Matcher], times: &[i64]) -> Result<Vec<Series>, PromError> {
+        Ok(self
+            .series
+            .iter()
+            .filter(|(l, _)| matches_all(matchers, l))
+            .map(|(l, s)| Series {
+                labels: l.clone(),
+                values: times
+                    .iter()
+                    .map(|t| s.get(&(t.div_euclid(self.g) * self.g)).copied())
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        _from: Option<i64>,
+        _to: Option<i64>,
+    ) -> Result<Vec<Labels>, PromError> {
+        Ok(self
+            .series
+            .iter()
+            .filter(|(l, _)| matches_all(matchers, l))
+            .map(|(l, _)| l.clone())
+            .collect())
+    }
+}
