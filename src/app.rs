@@ -25,7 +25,7 @@ use weir_core::shape::ShapeError;
 use weir_core::{Clock, Event, EventId, Schema, ShapeOptions};
 use weir_engine::Engine;
 use weir_rules::{Decision, RuleSet};
-use weir_storage::{GroupCommit, LogRecord, Receipt, Storage};
+use weir_storage::{GroupCommit, LogRecord, Receipt, Storage, StorageError};
 
 use crate::config::ServeConfig;
 
@@ -239,11 +239,17 @@ impl App {
     /// Add events unconditionally (the asynchronous add of SPEC section 4), with the input
     /// positions they cover. Returns their ids and a receipt that resolves once all of them
     /// (and the positions) are durable.
+    ///
+    /// Refused, with nothing applied, while the log is retrying a failed write (a transient
+    /// error: try again) or has failed for good. Once applied, the records are written by the
+    /// log even if that needs retries, so a caller must never submit the same events again:
+    /// they would be counted twice.
     pub fn add(
         &self,
         events: Vec<Event>,
         positions: Vec<(String, Vec<u8>)>,
-    ) -> (Vec<EventId>, Receipt) {
+    ) -> Result<(Vec<EventId>, Receipt), StorageError> {
+        self.log.health().check()?;
         let _gate = self.submitting.read();
         let ids = self.engine.apply_batch(&events, |_| self.next_id());
         let mut insights = self.insights.lock();
@@ -260,11 +266,14 @@ impl App {
             })
             .collect();
         let receipt = self.log.submit(records, positions);
-        (ids, receipt)
+        Ok((ids, receipt))
     }
 
     /// Decide on the state including `event`; add it only if every matching rule allows it.
-    pub fn add_and_check(&self, event: Event) -> Checked {
+    /// Refused, with nothing decided or applied, when the log is not taking writes (see
+    /// [`App::add`]).
+    pub fn add_and_check(&self, event: Event) -> Result<Checked, StorageError> {
+        self.log.health().check()?;
         let _gate = self.submitting.read();
         let mut denied = false;
         let started = std::time::Instant::now();
@@ -289,11 +298,11 @@ impl App {
             event,
             denied,
         };
-        Checked {
+        Ok(Checked {
             decision,
             event_id,
             receipt: self.log.submit(vec![record], Vec::new()),
-        }
+        })
     }
 
     /// Decide from the current state without adding the event.

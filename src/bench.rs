@@ -118,36 +118,103 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 url: format!("http://{addr}"),
                 ..args.clone()
             },
+            &Throwaway::new(),
             false,
         )
         .await?;
         report.print("hello-world axum (ceiling)");
     }
-    if matches!(args.workload, Workload::AddAndCheck | Workload::Check) {
-        setup_rule(&args.url).await?;
-    }
-    let report = measure(&args, true).await?;
-    report.print("weir");
-    Ok(())
-}
-
-async fn setup_rule(url: &str) -> anyhow::Result<()> {
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/api/statements"))
-        .body("CREATE OR REPLACE RULE bench_limit AS SELECT count(*) AS orders FROM bench_order GROUP BY seller, timeseries(time, 1s, 1min) DENY WHEN orders > 1000000000")
-        .send()
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "creating the bench rule: {}",
-        resp.text().await?
+    let run = Throwaway::new();
+    println!(
+        "weir bench: events go to the throwaway event type '{}' in account '{BENCH_ACCOUNT}' \
+         (they stay in the server's log, apart from your own types and account){}",
+        run.kind,
+        if needs_rule(args.workload) {
+            format!("; rule '{}' is dropped afterwards", run.rule)
+        } else {
+            String::new()
+        }
     );
-    Ok(())
+    if needs_rule(args.workload) {
+        run.create_rule(&args.url).await?;
+    }
+    let measured = measure(&args, &run, true).await;
+    // Clean up whatever the measurement did.
+    let dropped = if needs_rule(args.workload) {
+        run.drop_rule(&args.url).await
+    } else {
+        Ok(())
+    };
+    let report = measured?;
+    report.print("weir");
+    dropped
 }
 
-fn body(workload: Workload, i: u64, args: &BenchArgs) -> (String, Value) {
-    let event = |j: u64| json!({"type": "bench_order", "seller": format!("s{}", j % args.keys), "amount": j % 100});
+/// The account every bench event belongs to, so the bench never mixes with a user's events.
+pub const BENCH_ACCOUNT: &str = "weir-bench";
+
+fn needs_rule(w: Workload) -> bool {
+    matches!(w, Workload::AddAndCheck | Workload::Check)
+}
+
+/// The names one bench run uses: its own event type and rule, unique per run.
+pub struct Throwaway {
+    /// Event type of every event sent.
+    pub kind: String,
+    /// The rule over them (add-and-check and check workloads).
+    pub rule: String,
+}
+
+impl Throwaway {
+    fn new() -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let tag = format!("{ms}_{}", std::process::id());
+        Self {
+            kind: format!("weir_bench_{tag}"),
+            rule: format!("weir_bench_{tag}"),
+        }
+    }
+
+    async fn create_rule(&self, url: &str) -> anyhow::Result<()> {
+        let text = format!(
+            "CREATE OR REPLACE RULE {} AS SELECT count(*) AS orders FROM {} GROUP BY seller, timeseries(time, 1s, 1min) DENY WHEN orders > 1000000000",
+            self.rule, self.kind
+        );
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/api/statements"))
+            .body(text)
+            .send()
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "creating the bench rule: {}",
+            resp.text().await?
+        );
+        Ok(())
+    }
+
+    async fn drop_rule(&self, url: &str) -> anyhow::Result<()> {
+        let resp = reqwest::Client::new()
+            .delete(format!("{url}/api/rules/{}", self.rule))
+            .send()
+            .await
+            .with_context(|| format!("connecting to {url} to drop the bench rule"))?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "dropping the bench rule '{}': {}",
+            self.rule,
+            resp.text().await?
+        );
+        Ok(())
+    }
+}
+
+fn body(workload: Workload, i: u64, args: &BenchArgs, run: &Throwaway) -> (String, Value) {
+    let event = |j: u64| json!({"type": run.kind, "account": BENCH_ACCOUNT, "seller": format!("s{}", j % args.keys), "amount": j % 100});
     match workload {
         Workload::AddAndCheck => ("/api/add_and_check".into(), event(i)),
         Workload::Check => ("/api/check".into(), event(i)),
@@ -163,7 +230,7 @@ fn body(workload: Workload, i: u64, args: &BenchArgs) -> (String, Value) {
     }
 }
 
-async fn measure(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
+async fn measure(args: &BenchArgs, run: &Throwaway, progress: bool) -> anyhow::Result<Report> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .build()?;
@@ -189,6 +256,10 @@ async fn measure(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
             hist.clone(),
             args.clone(),
         );
+        let run = Throwaway {
+            kind: run.kind.clone(),
+            rule: run.rule.clone(),
+        };
         workers.push(tokio::spawn(async move {
             let mut local =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
@@ -203,7 +274,7 @@ async fn measure(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
                     break;
                 }
                 tokio::time::sleep_until(intended.into()).await;
-                let (path, b) = body(args.workload, i, &args);
+                let (path, b) = body(args.workload, i, &args, &run);
                 let sent = Instant::now();
                 let r = client
                     .post(format!("{}{path}", args.url))

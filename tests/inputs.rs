@@ -65,6 +65,67 @@ async fn udp_datagrams_in_every_form_and_bad_ones_are_harmless() {
     expect_each_once(&s, 6).await;
 }
 
+/// The ids counted by `by_id`, sorted.
+async fn counted_ids(s: &Server) -> Vec<String> {
+    let (_, res) = s.get("/api/queries/by_id/result").await;
+    let mut ids: Vec<String> = res["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["key"]["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn udp_reads_event_times_with_the_servers_future_skew() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let conf_dir = tempfile::tempdir().unwrap();
+    let config = conf_dir.path().join("weir.toml");
+    // Wider than the 5-minute default, so both sides of the setting are visible.
+    std::fs::write(&config, "max_future_skew = \"1h\"\n").unwrap();
+    let args = ["--config", config.to_str().unwrap(), "--udp", &addr];
+    let s = Server::prepared(dir.path(), COUNT_BY_ID, &args).await;
+    let now_s = common::now_ms() / 1000;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |id: &str, ahead_s: i64| {
+        let body = format!(r#"{{"type":"item","id":"{id}","ts":{}}}"#, now_s + ahead_s);
+        sock.send_to(body.as_bytes(), &addr).unwrap();
+    };
+    send("in_30min", 30 * 60); // within 1 h: accepted (the old fixed 5 min refused it)
+    send("in_2h", 2 * 3600); // beyond 1 h: refused
+    send("now", 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ids = counted_ids(&s).await;
+        let metrics = s
+            .client()
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let refused = metrics
+            .lines()
+            .any(|l| l.starts_with("weir_input_invalid_total{input=\"udp\"} 1"));
+        if ids.len() >= 2 && refused {
+            assert_eq!(ids, ["in_30min", "now"]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counted {ids:?}, far-future datagram refused: {refused}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn amqp_queue_survives_kill9_of_weir() {
     let Some(url) = env("WEIR_TEST_AMQP") else {

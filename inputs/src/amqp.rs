@@ -10,6 +10,11 @@
 //!   the position `amqp/<queue>/<message_id>` and such a delivery is acked without being
 //!   applied again. Messages without a `message_id` are at-least-once (or refused with
 //!   `require_message_id`).
+//! - Those markers are forgotten once older than `dedupe_horizon` (default 1 h, on the sink's
+//!   clock), pruned after a flush at most every quarter horizon, so the store holds about
+//!   `rate × horizon` markers, never one per message for ever. Pruning pauses for
+//!   `min(dedupe_horizon, 1 min)` after every (re)connect: redeliveries of what was unacked
+//!   come first then, however long Weir or the broker was away.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,18 +22,16 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
 use serde::Deserialize;
 use tokio::time::Instant;
-use weir_core::shape::ShapeOptions;
 use weir_core::Event;
 
 use crate::config::{duration, LogLimiter};
-use crate::decode::{decode_payload, now_ms};
+use crate::decode::decode_payload;
 use crate::sink::{EventSink, SinkError, SourceBatch};
 use crate::source::{stopped, Shutdown, Source};
 use crate::stats::InputStats;
@@ -64,6 +67,10 @@ pub struct AmqpConfig {
     /// Longest wait between reconnection attempts (backoff doubles from 100 ms). Default `5s`.
     #[serde(default = "default_max_backoff", deserialize_with = "duration")]
     pub max_backoff: Duration,
+    /// How long a dedupe marker (`amqp/<queue>/<message_id>`) is kept: a redelivery of a
+    /// message applied longer ago than this may be counted again. Default `1h`.
+    #[serde(default = "default_dedupe_horizon", deserialize_with = "duration")]
+    pub dedupe_horizon: Duration,
 }
 
 fn default_prefetch() -> u16 {
@@ -78,6 +85,12 @@ fn default_linger() -> Duration {
 fn default_max_backoff() -> Duration {
     Duration::from_secs(5)
 }
+fn default_dedupe_horizon() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Longest pause of pruning after a (re)connect.
+const PRUNE_HOLD_MS: i64 = 60_000;
 
 impl AmqpConfig {
     /// Defaults for consuming `queue` at `url`.
@@ -91,6 +104,7 @@ impl AmqpConfig {
             require_message_id: false,
             linger: default_linger(),
             max_backoff: default_max_backoff(),
+            dedupe_horizon: default_dedupe_horizon(),
         }
     }
 }
@@ -132,6 +146,11 @@ impl AmqpSource {
                 "amqp prefetch must be at least 1".into(),
             ));
         }
+        if config.dedupe_horizon.is_zero() {
+            return Err(InputError::Config(
+                "amqp dedupe_horizon must be more than 0".into(),
+            ));
+        }
         Ok(Self {
             config,
             stats: Arc::new(InputStats::new("amqp")),
@@ -161,9 +180,12 @@ impl Source for AmqpSource {
                 sink: &sink,
                 limiter: &mut limiter,
                 connected: false,
+                connected_at: 0,
+                last_prune: None,
             };
             match session.run(&mut shutdown).await {
                 Ok(End::Shutdown) => return Ok(()),
+                Err(e @ InputError::Sink(_)) => return Err(e),
                 Err(e) => {
                     if session.connected {
                         backoff = first;
@@ -198,6 +220,10 @@ struct Session<'a> {
     sink: &'a Arc<dyn EventSink>,
     limiter: &'a mut LogLimiter,
     connected: bool,
+    /// When this connection was made, on the sink's clock.
+    connected_at: i64,
+    /// When markers were last pruned, on the sink's clock.
+    last_prune: Option<i64>,
 }
 
 impl Session<'_> {
@@ -235,6 +261,7 @@ impl Session<'_> {
             )
             .await?;
         self.connected = true;
+        self.connected_at = self.sink.now_ms();
         tracing::info!(queue = %cfg.queue, prefetch = cfg.prefetch, "AMQP input consuming.");
 
         let mut pending = Pending::default();
@@ -282,7 +309,7 @@ impl Session<'_> {
         let id = d.properties.message_id().as_ref().map(|s| s.to_string());
         let decoded = match (&id, self.config.require_message_id) {
             (None, true) => Err("message has no message_id (require_message_id is on)".into()),
-            _ => decode_payload(&d.data, &ShapeOptions::at(now_ms())),
+            _ => decode_payload(&d.data, &self.sink.shape_options()),
         };
         let events = match decoded {
             Ok(events) => events,
@@ -306,7 +333,7 @@ impl Session<'_> {
                     self.stats.add_duplicates(1);
                     return Ok(());
                 }
-                pending.positions.push((key.clone(), now_ms()));
+                pending.positions.push((key.clone(), self.sink.now_ms()));
                 pending.ids.insert(key);
                 pending.events.extend(events);
             }
@@ -332,6 +359,7 @@ impl Session<'_> {
                     self.stats.add_accepted(ids.len() as u64);
                     let opts = BasicAckOptions { multiple: true };
                     channel.basic_ack(last_tag, opts).await?;
+                    self.prune().await;
                     return Ok(());
                 }
                 Err(SinkError::Transient(e)) => {
@@ -340,16 +368,46 @@ impl Session<'_> {
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Err(SinkError::Fatal(e)) => {
+                    // The sink will take nothing more (its log failed): stop without settling,
+                    // so the broker keeps these deliveries for the next run.
                     tracing::error!(error = %e, deliveries = p.deliveries,
-                        "The sink refused an AMQP batch; rejecting it.");
-                    self.stats.add_invalid(p.deliveries as u64);
-                    let opts = BasicNackOptions {
-                        multiple: true,
-                        requeue: false,
-                    };
-                    channel.basic_nack(last_tag, opts).await?;
-                    return Ok(());
+                        "The sink refused an AMQP batch; stopping the input, the broker keeps the batch.");
+                    return Err(SinkError::Fatal(e).into());
                 }
+            }
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Forget the dedupe markers older than the horizon, if it is time to (see the module
+    /// notes). A failed prune is logged and tried again after the next flush.
+    async fn prune(&mut self) {
+        let horizon = i64::try_from(self.config.dedupe_horizon.as_millis()).unwrap_or(i64::MAX);
+        let now = self.sink.now_ms();
+        if now.saturating_sub(self.connected_at) < horizon.min(PRUNE_HOLD_MS) {
+            return;
+        }
+        if let Some(last) = self.last_prune {
+            if now.saturating_sub(last) < (horizon / 4).max(1) {
+                return;
+            }
+        }
+        let prefix = format!("amqp/{}/", self.config.queue);
+        match self
+            .sink
+            .prune_positions(&prefix, now.saturating_sub(horizon))
+            .await
+        {
+            Ok(done) => {
+                self.last_prune = Some(now);
+                self.stats.set_markers(done.kept);
+                tracing::debug!(queue = %self.config.queue, removed = done.removed,
+                    kept = done.kept, "AMQP dedupe markers pruned.");
+            }
+            Err(e) => {
+                tracing::warn!(queue = %self.config.queue, error = %e,
+                    "Pruning AMQP dedupe markers failed; trying again later.");
             }
         }
     }

@@ -23,11 +23,10 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 use tokio::time::Instant;
-use weir_core::shape::ShapeOptions;
 use weir_core::Event;
 
 use crate::config::{duration, LogLimiter};
-use crate::decode::{decode_payload, now_ms};
+use crate::decode::decode_payload;
 use crate::sink::{EventSink, SinkError, SourceBatch};
 use crate::source::{stopped, Shutdown, Source};
 use crate::stats::InputStats;
@@ -260,7 +259,7 @@ impl Source for KafkaSource {
                         stats.add_duplicates(1);
                         continue;
                     }
-                    match decode_payload(m.payload().unwrap_or_default(), &ShapeOptions::at(now_ms())) {
+                    match decode_payload(m.payload().unwrap_or_default(), &sink.shape_options()) {
                         Ok(events) => pending.events.extend(events),
                         Err(reason) => {
                             stats.add_invalid(1);

@@ -3,7 +3,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use weir_core::{Event, EventId};
+use weir_core::shape::ShapeOptions;
+use weir_core::{Event, EventId, Millis};
 
 /// A boxed, sendable future (what [`EventSink::submit`] returns).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -14,7 +15,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// crash either both are there or neither is. Keys are namespaced by input:
 /// - `kafka/<group>/<topic>/<partition>` → the next offset to read;
 /// - `amqp/<queue>/<message_id>` → the unix ms at which that message was applied (a dedupe
-///   marker; the server may prune these after its dedupe window, see the crate README).
+///   marker; the AMQP input prunes these once older than its `dedupe_horizon`, through
+///   [`EventSink::prune_positions`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceBatch {
     /// Events to make durable and apply, in arrival order.
@@ -23,13 +25,14 @@ pub struct SourceBatch {
     pub positions: Vec<(String, i64)>,
 }
 
-/// Why a sink could not take a batch. Nothing of a failed batch was applied.
+/// Why a sink could not take a batch.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SinkError {
-    /// Worth retrying later (storage busy, shutting down a flush, ...).
+    /// Nothing of the batch was applied; worth retrying later (storage busy, ...).
     #[error("sink temporarily unavailable: {0}")]
     Transient(String),
-    /// The sink will never take this batch.
+    /// The sink will never take this batch (it may take nothing more at all, e.g. when the
+    /// server's log has failed): do not acknowledge it upstream and do not resubmit it.
     #[error("sink refused the batch: {0}")]
     Fatal(String),
 }
@@ -39,9 +42,47 @@ pub enum SinkError {
 pub trait EventSink: Send + Sync + 'static {
     /// Make `batch` durable and apply it. Resolves only when the events and positions are
     /// durable (an input acknowledges upstream only after this returns `Ok`), with one id per
-    /// event. On `Err` nothing of the batch was applied.
+    /// event. On `Err(Transient)` nothing of the batch was applied, so submitting it again
+    /// counts it once: a sink that has applied a batch must see it through to durable itself
+    /// (the server's log writer retries with the same ids) rather than ask for a resubmit.
+    /// On `Err(Fatal)` the batch is not durable and must not be acknowledged or resubmitted.
     fn submit(&self, batch: SourceBatch) -> BoxFuture<'static, Result<Vec<EventId>, SinkError>>;
 
     /// The stored value of an input position, if any (see [`SourceBatch`] for the keys).
     fn position(&self, key: &str) -> Option<i64>;
+
+    /// How payloads are read right now: the sink's clock and its future-skew limit. The
+    /// server answers with its own `Clock` and `max_future_skew`, so an event means the same
+    /// whether it came over HTTP or an input. The default is the wall clock and the
+    /// default 5-minute skew.
+    fn shape_options(&self) -> ShapeOptions {
+        ShapeOptions::at(crate::decode::now_ms())
+    }
+
+    /// The sink's clock, unix ms (AMQP dedupe markers are stamped and pruned with it).
+    fn now_ms(&self) -> Millis {
+        self.shape_options().now_ms
+    }
+
+    /// Delete the input positions under `prefix` whose value is below `older_than` (AMQP
+    /// dedupe markers hold the unix ms they were applied at); resolves to how many remain
+    /// under `prefix`. Sinks that keep no positions of their own may keep the default, which
+    /// removes nothing and says so.
+    fn prune_positions(
+        &self,
+        prefix: &str,
+        older_than: i64,
+    ) -> BoxFuture<'static, Result<PruneResult, SinkError>> {
+        let _ = (prefix, older_than);
+        Box::pin(async { Err(SinkError::Fatal("this sink cannot prune positions".into())) })
+    }
+}
+
+/// What one [`EventSink::prune_positions`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PruneResult {
+    /// Positions deleted.
+    pub removed: u64,
+    /// Positions left under the prefix.
+    pub kept: u64,
 }

@@ -1,8 +1,8 @@
 //! Per-input counters: atomics readable through [`InputStats`] (for tests and the API), each
 //! change mirrored to the `metrics` facade for the Prometheus endpoint:
 //! `weir_input_received_total`, `weir_input_accepted_total`, `weir_input_invalid_total`,
-//! `weir_input_duplicate_total` (counters) and `weir_input_lag` (gauge), all labelled
-//! `input=<name>`.
+//! `weir_input_duplicate_total` (counters) and `weir_input_lag`, `weir_input_dedupe_markers`
+//! (gauges), all labelled `input=<name>`.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 /// - `duplicates`: payloads skipped because they were already applied (AMQP redelivery,
 ///   Kafka records below the stored position);
 /// - `lag`: how far behind the input is, where that is known (Kafka: high watermark minus
-///   position, summed over assigned partitions; AMQP: ready messages when last connected).
+///   position, summed over assigned partitions; AMQP: ready messages when last connected);
+/// - `markers`: AMQP dedupe markers kept after the last prune (`-1` before the first one).
 #[derive(Debug)]
 pub struct InputStats {
     name: String,
@@ -23,6 +24,7 @@ pub struct InputStats {
     invalid: AtomicU64,
     duplicates: AtomicU64,
     lag: AtomicI64,
+    markers: AtomicI64,
 }
 
 impl InputStats {
@@ -35,6 +37,7 @@ impl InputStats {
             invalid: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             lag: AtomicI64::new(0),
+            markers: AtomicI64::new(-1),
         }
     }
 
@@ -66,6 +69,17 @@ impl InputStats {
     /// Last known lag.
     pub fn lag(&self) -> i64 {
         self.lag.load(Ordering::Relaxed)
+    }
+
+    /// Dedupe markers kept after the last prune; `None` before the first prune.
+    pub fn markers(&self) -> Option<u64> {
+        u64::try_from(self.markers.load(Ordering::SeqCst)).ok()
+    }
+
+    /// Prunes done so far are reflected here: set the markers kept.
+    pub fn set_markers(&self, kept: u64) {
+        self.markers.store(kept as i64, Ordering::SeqCst);
+        metrics::gauge!("weir_input_dedupe_markers", "input" => self.name.clone()).set(kept as f64);
     }
 
     /// Count `n` payloads read.

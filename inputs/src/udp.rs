@@ -13,11 +13,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use weir_core::shape::ShapeOptions;
 use weir_core::Event;
 
 use crate::config::{duration, LogLimiter};
-use crate::decode::{decode_payload, now_ms};
+use crate::decode::decode_payload;
 use crate::sink::{EventSink, SinkError, SourceBatch};
 use crate::source::{stopped, Shutdown, Source};
 use crate::stats::InputStats;
@@ -139,7 +138,7 @@ impl Source for UdpSource {
                         }
                     };
                     stats.add_received(1);
-                    let opts = ShapeOptions::at(now_ms());
+                    let opts = sink.shape_options();
                     match decode_payload(&buf[..n], &opts) {
                         Ok(events) => batch.extend(events),
                         Err(reason) => {

@@ -183,3 +183,69 @@ async fn amqp_require_message_id_rejects_messages_without_one() {
     assert_eq!(publisher.ready(&queue).await, 0);
     publisher.delete(&queue).await;
 }
+
+#[tokio::test]
+async fn amqp_dedupe_markers_stay_bounded_by_the_horizon() {
+    let Some(url) = broker_env("WEIR_TEST_AMQP") else {
+        return;
+    };
+    let queue = unique("weir-amqp-horizon");
+    let publisher = Publisher::connect(&url).await;
+    publisher.declare(&queue, None).await;
+    let prefix = format!("amqp/{queue}/");
+    let markers = |sink: &MemorySink| {
+        sink.positions()
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .count()
+    };
+    // The sink's clock drives the horizon: 10 s, advanced 20 s between rounds.
+    const T0: i64 = 1_700_000_000_000;
+    const PER_ROUND: usize = 50;
+    let sink = MemorySink::new(Duration::ZERO);
+    sink.set_now(T0);
+    let mut cfg = AmqpConfig::new(url.clone(), queue.clone());
+    cfg.dedupe_horizon = Duration::from_secs(10);
+    let src = AmqpSource::new(cfg).unwrap();
+    let stats = src.stats();
+    let (stop, shutdown) = shutdown_channel();
+    let task = tokio::spawn(src.run(sink.clone(), shutdown));
+    for round in 0..6i64 {
+        sink.set_now(T0 + round * 20_000);
+        for i in 0..PER_ROUND {
+            let body = format!("{{\"type\":\"a\",\"n\":{}}}", round * 1000 + i as i64);
+            publisher
+                .publish(&queue, &body, Some(&format!("r{round}-{i}")))
+                .await;
+        }
+        let total = PER_ROUND * (round as usize + 1);
+        assert!(
+            wait_until(Duration::from_secs(20), || sink.len() >= total).await,
+            "round {round}: {} of {total} events",
+            sink.len()
+        );
+        if round == 0 {
+            // Within the first horizon after connecting nothing is pruned.
+            assert_eq!(markers(&sink), PER_ROUND);
+            assert_eq!(stats.markers(), None);
+        } else {
+            // Earlier rounds are older than the horizon: forgotten; this round's are kept.
+            assert!(
+                wait_until(Duration::from_secs(10), || markers(&sink) == PER_ROUND).await,
+                "round {round}: {} markers kept",
+                markers(&sink)
+            );
+            let kept = stats.markers().expect("a prune ran");
+            assert!((1..=PER_ROUND as u64).contains(&kept), "{kept}");
+        }
+    }
+    // A redelivery within the horizon is still recognised.
+    publisher
+        .publish(&queue, "{\"type\":\"a\",\"n\":5000}", Some("r5-0"))
+        .await;
+    assert!(wait_until(Duration::from_secs(10), || stats.duplicates() == 1).await);
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(sink.len(), PER_ROUND * 6);
+    publisher.delete(&queue).await;
+}

@@ -55,6 +55,68 @@ fn shape_errors(errors: Vec<ShapeError>) -> ApiError {
     ApiError::bad_request(msg).with("errors", Value::Array(list))
 }
 
+/// The answer when the log does not take writes: 503 while it retries (try again), 500 once
+/// it has failed for good. Nothing of the request was applied.
+fn storage_error(e: weir_storage::StorageError) -> ApiError {
+    if e.is_transient() {
+        tracing::warn!(error = %e, "request refused: storage unavailable");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    } else {
+        ApiError::internal(e)
+    }
+}
+
+/// Read `items` (a batch's events) with their shapes, then check the well-formed ones against
+/// their schemas: every bad index with its reason, in index order, shape and schema alike.
+fn read_items(app: &App, items: &[Value]) -> Result<Vec<Event>, Vec<ShapeError>> {
+    let opts = app.shape_opts();
+    let mut events = Vec::with_capacity(items.len());
+    let mut at = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match parse_event(item, &opts) {
+            Ok(e) => {
+                events.push(e);
+                at.push(i);
+            }
+            Err(reason) => {
+                metrics::counter!("weir_events_invalid_total", "reason" => "shape").increment(1);
+                errors.push(ShapeError {
+                    index: Some(i),
+                    reason,
+                })
+            }
+        }
+    }
+    for (j, reason) in app.schema_errors(&events) {
+        errors.push(ShapeError {
+            index: Some(at[j]),
+            reason,
+        });
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        errors.sort_by_key(|e| e.index);
+        Err(errors)
+    }
+}
+
+/// A `POST /api/events` body: one event, or a batch `{"events":[…]}` read with [`read_items`].
+fn read_add_body(app: &App, body: &Value) -> Result<Vec<Event>, Vec<ShapeError>> {
+    match body.get("events") {
+        Some(Value::Array(items)) => read_items(app, items),
+        _ => {
+            let events = parse_body(body, &app.shape_opts()).inspect_err(|e| {
+                metrics::counter!("weir_events_invalid_total", "reason" => "shape")
+                    .increment(e.len() as u64);
+            })?;
+            app.validate(&events)?;
+            Ok(events)
+        }
+    }
+}
+
 /// `POST /api/events[?wait=durable]`: one event or a batch; a batch with any invalid event is
 /// refused whole.
 pub async fn add_events(
@@ -63,8 +125,7 @@ pub async fn add_events(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let body = json_body(&body?)?;
-    let events = parse_body(&body, &app.shape_opts()).map_err(invalid_shape)?;
-    app.validate(&events).map_err(shape_errors)?;
+    let events = read_add_body(&app, &body).map_err(shape_errors)?;
     let durable = match opts.wait.as_deref() {
         None => false,
         Some("durable") => true,
@@ -82,7 +143,7 @@ async fn add_and_answer(
     events: Vec<Event>,
     durable: bool,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (ids, receipt) = app.add(events, Vec::new());
+    let (ids, receipt) = app.add(events, Vec::new()).map_err(storage_error)?;
     http_accepted(ids.len());
     let status = if durable {
         receipt.await.map_err(ApiError::internal)?;
@@ -90,7 +151,11 @@ async fn add_and_answer(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((status, Json(json!({ "accepted": ids.len(), "ids": ids }))))
+    // 202: applied and visible in results, queued for the log but not yet durable.
+    Ok((
+        status,
+        Json(json!({ "accepted": ids.len(), "ids": ids, "durable": durable })),
+    ))
 }
 
 /// One event, or an array of events for the batch form.
@@ -101,41 +166,22 @@ enum OneOrMany {
 
 fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<OneOrMany> {
     let body = json_body(&body?)?;
-    let opts = app.shape_opts();
-    let parsed = match body {
-        Value::Array(items) => {
-            let mut events = Vec::with_capacity(items.len());
-            let mut errors = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                match parse_event(item, &opts) {
-                    Ok(e) => events.push(e),
-                    Err(reason) => errors.push(ShapeError {
-                        index: Some(i),
-                        reason,
-                    }),
-                }
-            }
-            if errors.is_empty() {
-                Ok(OneOrMany::Many(events))
-            } else {
-                Err(invalid_shape(errors))
-            }
-        }
-        other => parse_event(&other, &opts)
-            .map(OneOrMany::One)
-            .map_err(|reason| {
-                invalid_shape(vec![ShapeError {
+    match body {
+        Value::Array(items) => read_items(app, &items)
+            .map(OneOrMany::Many)
+            .map_err(shape_errors),
+        other => {
+            let e = parse_event(&other, &app.shape_opts()).map_err(|reason| {
+                shape_errors(vec![ShapeError {
                     index: None,
                     reason,
                 }])
-            }),
-    }?;
-    match &parsed {
-        OneOrMany::One(e) => app.validate(std::slice::from_ref(e)),
-        OneOrMany::Many(es) => app.validate(es),
+            })?;
+            app.validate(std::slice::from_ref(&e))
+                .map_err(shape_errors)?;
+            Ok(OneOrMany::One(e))
+        }
     }
-    .map_err(shape_errors)?;
-    Ok(parsed)
 }
 
 /// `POST /api/check`: decide from the current state, without adding the event. An array
@@ -164,7 +210,14 @@ pub async fn add_and_check(
     match read_check_body(&app, body)? {
         OneOrMany::One(e) => add_and_check_one(&app, e).await.map(Json),
         OneOrMany::Many(es) => {
-            let checked: Vec<_> = es.into_iter().map(|e| app.add_and_check(e)).collect();
+            // Refuse the whole array up front if the log is not taking writes; a failure
+            // that starts midway refuses the rest (each event is atomic on its own).
+            app.log.health().check().map_err(storage_error)?;
+            let checked = es
+                .into_iter()
+                .map(|e| app.add_and_check(e))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(storage_error)?;
             http_accepted(checked.iter().filter(|c| c.decision.allowed).count());
             let mut out = Vec::with_capacity(checked.len());
             for c in checked {
@@ -177,7 +230,7 @@ pub async fn add_and_check(
 }
 
 async fn add_and_check_one(app: &App, event: Event) -> ApiResult<Value> {
-    let c = app.add_and_check(event);
+    let c = app.add_and_check(event).map_err(storage_error)?;
     http_accepted(usize::from(c.decision.allowed));
     c.receipt.await.map_err(ApiError::internal)?;
     Ok(decision_json(&c.decision, Some(c.event_id)))

@@ -29,51 +29,128 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tower_http::cors::CorsLayer;
 
 use crate::app::App;
 
+/// One path: its handlers and, per method, what `GET /help` says about it.
+pub struct RouteDef {
+    /// The axum path.
+    pub path: &'static str,
+    /// `(method, description)` for each method the handlers answer.
+    pub help: &'static [(&'static str, &'static str)],
+    /// The handlers.
+    pub handlers: MethodRouter<Arc<App>>,
+}
+
+fn def(
+    path: &'static str,
+    help: &'static [(&'static str, &'static str)],
+    handlers: MethodRouter<Arc<App>>,
+) -> RouteDef {
+    RouteDef {
+        path,
+        help,
+        handlers,
+    }
+}
+
+/// Every route, once: the router is built from this table and `GET /help` lists it, so the
+/// two cannot drift.
+pub fn routes() -> Vec<RouteDef> {
+    vec![
+        def("/", &[("GET", "the web console")], get(console::index)),
+        def(
+            "/console/{file}",
+            &[("GET", "the web console's scripts and styles (embedded)")],
+            get(console::asset),
+        ),
+        def("/healthz", &[("GET", "200 once ready")], get(misc::healthz)),
+        def("/help", &[("GET", "this list")], get(misc::help)),
+        def("/metrics", &[("GET", "Prometheus metrics")], get(metrics::render)),
+        def(
+            "/api/statements",
+            &[("POST", "apply DSL text (text/plain): CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT")],
+            post(statements::apply),
+        ),
+        def("/api/queries", &[("GET", "query definitions and status")], get(queries::list_queries)),
+        def(
+            "/api/queries/{name}",
+            &[("GET", "one query"), ("DELETE", "drop a query")],
+            get(queries::get_query).delete(queries::delete_query),
+        ),
+        def(
+            "/api/queries/{name}/result",
+            &[("GET", "results: at=T for sliding windows; from=T&to=T[&step=D] for series (step: sliding queries only, a multiple of the granularity); key.FIELD=VALUE to pick keys")],
+            get(queries::result),
+        ),
+        def("/api/rules", &[("GET", "rule definitions")], get(queries::list_rules)),
+        def(
+            "/api/rules/{name}",
+            &[("GET", "one rule"), ("DELETE", "drop a rule")],
+            get(queries::get_rule).delete(queries::delete_rule),
+        ),
+        def(
+            "/api/events",
+            &[
+                ("POST", "add one event or a batch {\"events\":[…]}; 202 with \"durable\":false (applied, not yet durable), or 200 with ?wait=durable"),
+                ("GET", "stored events, newest pages: page, limit, startDate, endDate, eventType, session, category, groupBy=session"),
+            ],
+            post(events::add_events).get(analytics::list_events),
+        ),
+        def(
+            "/api/events/query",
+            &[("POST", "stored events, with the parameters of GET /api/events as a JSON body")],
+            post(analytics::query_events),
+        ),
+        def(
+            "/api/query",
+            &[("POST", "the seed 001 JSON query over stored events: data sets, unique counts, funnel")],
+            post(analytics::json_query),
+        ),
+        def(
+            "/api/query/schema",
+            &[("GET", "the JSON Schema of POST /api/query")],
+            get(analytics::json_query_schema),
+        ),
+        def("/api/stats", &[("GET", "event counts per type over the last 48 h (seed 003)")], get(analytics::stats)),
+        def("/api/stats/{type}", &[("GET", "one type's 48 h counts in time buckets")], get(analytics::stats_type)),
+        def("/api/keys", &[("GET", "field names seen and their most frequent values ([?type=…][&prefix=…])")], get(analytics::keys)),
+        def("/api/schemas", &[("GET", "per-type JSON Schemas")], get(schemas::list)),
+        def(
+            "/api/schemas/{type}",
+            &[("GET", "one type's schema"), ("PUT", "set a type's schema (events of that type must satisfy it)"), ("DELETE", "remove a type's schema")],
+            get(schemas::get).put(schemas::put).delete(schemas::delete),
+        ),
+        def(
+            "/api/check",
+            &[("POST", "decide on an event (or an array) from the current state without adding it")],
+            post(events::check),
+        ),
+        def(
+            "/api/add_and_check",
+            &[("POST", "decide including the event (or each of an array) and add it if allowed; answers once durable")],
+            post(events::add_and_check),
+        ),
+        def(
+            "/event",
+            &[
+                ("POST", "?evtname=…&…: add (seed 002 form); with &result=true, add_and_check"),
+                ("GET", "?evtname=…&…: check (seed 002 form); ?id=N: check the stored event N"),
+            ],
+            post(events::post_event).get(events::get_event),
+        ),
+    ]
+}
+
 /// Every route, with CORS and the body-size limit.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.cfg.max_body_bytes;
-    Router::new()
-        .route("/", get(console::index))
-        .route("/console/{file}", get(console::asset))
-        .route("/healthz", get(misc::healthz))
-        .route("/help", get(misc::help))
-        .route("/metrics", get(metrics::render))
-        .route("/api/statements", post(statements::apply))
-        .route("/api/queries", get(queries::list_queries))
-        .route(
-            "/api/queries/{name}",
-            get(queries::get_query).delete(queries::delete_query),
-        )
-        .route("/api/queries/{name}/result", get(queries::result))
-        .route("/api/rules", get(queries::list_rules))
-        .route(
-            "/api/rules/{name}",
-            get(queries::get_rule).delete(queries::delete_rule),
-        )
-        .route(
-            "/api/events",
-            post(events::add_events).get(analytics::list_events),
-        )
-        .route("/api/events/query", post(analytics::query_events))
-        .route("/api/query", post(analytics::json_query))
-        .route("/api/query/schema", get(analytics::json_query_schema))
-        .route("/api/stats", get(analytics::stats))
-        .route("/api/stats/{type}", get(analytics::stats_type))
-        .route("/api/keys", get(analytics::keys))
-        .route("/api/schemas", get(schemas::list))
-        .route(
-            "/api/schemas/{type}",
-            get(schemas::get).put(schemas::put).delete(schemas::delete),
-        )
-        .route("/api/check", post(events::check))
-        .route("/api/add_and_check", post(events::add_and_check))
-        .route("/event", post(events::post_event).get(events::get_event))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, d| r.route(d.path, d.handlers))
         .nest("/prometheus", prometheus::routes())
         .route_layer(middleware::from_fn(metrics::track))
         .fallback(misc::not_found)

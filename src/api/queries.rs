@@ -111,8 +111,13 @@ fn key_value(v: &str) -> Value {
     }
 }
 
-/// Turn the query string of a result read into a [`ReadRequest`].
-pub fn read_request(params: &HashMap<String, String>) -> ApiResult<ReadRequest> {
+/// Turn the query string of a result read into a [`ReadRequest`]. With the query's `shape`
+/// (its granularity and window), `step` is checked against SPEC section 3: only for a
+/// sliding query read as a series (`from`/`to`), and a positive multiple of the granularity.
+pub fn read_request(
+    params: &HashMap<String, String>,
+    shape: Option<&weir_query_lang::analyze::QueryShape>,
+) -> ApiResult<ReadRequest> {
     for k in params.keys() {
         if !matches!(k.as_str(), "at" | "from" | "to" | "step") && !k.starts_with("key.") {
             return Err(ApiError::bad_request(format!(
@@ -130,6 +135,9 @@ pub fn read_request(params: &HashMap<String, String>) -> ApiResult<ReadRequest> 
                 })
         })
         .transpose()?;
+    if let (Some(step), Some(shape)) = (step, shape) {
+        check_step(step, &params["step"], shape, params)?;
+    }
     let mut keys: Vec<(String, Value)> = params
         .iter()
         .filter_map(|(k, v)| {
@@ -147,13 +155,45 @@ pub fn read_request(params: &HashMap<String, String>) -> ApiResult<ReadRequest> 
     })
 }
 
+/// Refuse a `step` that cannot mean anything for this query, saying why.
+fn check_step(
+    step: i64,
+    text: &str,
+    shape: &weir_query_lang::analyze::QueryShape,
+    params: &HashMap<String, String>,
+) -> ApiResult<()> {
+    let fmt = weir_core::format_duration;
+    let (Some(g), Some(_)) = (shape.granularity, shape.window) else {
+        let what = if shape.granularity.is_some() {
+            "a tumbling series (its rows are its buckets)"
+        } else {
+            "not windowed"
+        };
+        return Err(ApiError::bad_request(format!(
+            "parameter 'step': only a sliding query read as a series takes a step; this query is {what}"
+        )));
+    };
+    if !params.contains_key("from") && !params.contains_key("to") {
+        return Err(ApiError::bad_request(
+            "parameter 'step': a step applies to a series read; give from and/or to (at reads one window)",
+        ));
+    }
+    if step <= 0 || step % g != 0 {
+        return Err(ApiError::bad_request(format!(
+            "parameter 'step': {text:?} is not a positive multiple of the query's granularity {}",
+            fmt(g)
+        )));
+    }
+    Ok(())
+}
+
 /// `GET /api/queries/{name}/result?at=…|from=…&to=…[&step=…][&key.F=V…]`.
 pub async fn result(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let mut req = read_request(&params)?;
+    let mut req = read_request(&params, app.engine.query_shape(&name).as_ref())?;
     if req.at.is_none() && req.from.is_none() && req.to.is_none() {
         // SPEC section 13: a sliding window is read at `at`, default now.
         req.at = Some(app.clock.now_ms());

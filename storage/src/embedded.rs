@@ -41,8 +41,8 @@ use crate::record::{
     seq_from_key, seq_key, ts_bytes, ts_seq_from_index_key,
 };
 use crate::{
-    CatalogKind, EventIter, EventPage, EventQuery, LogRecord, RangeQuery, RecordIter, Result,
-    Storage, StorageError, StoredEvent,
+    CatalogKind, EventIter, EventPage, EventQuery, LogRecord, MetaPrune, RangeQuery, RecordIter,
+    Result, Storage, StorageError, StoredEvent,
 };
 
 /// Most records in one log chunk.
@@ -344,6 +344,36 @@ impl Storage for EmbeddedStore {
 
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
         self.meta.insert(key, value).map_err(be)
+    }
+
+    fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune> {
+        // Deleted in batches, so a large backlog never sits in memory at once.
+        const CHUNK: usize = 4096;
+        let mut done = MetaPrune::default();
+        let mut doomed: Vec<Slice> = Vec::new();
+        let flush = |doomed: &mut Vec<Slice>| -> Result<()> {
+            let mut batch = self.keyspace.batch();
+            for k in doomed.drain(..) {
+                batch.remove(&self.meta, k);
+            }
+            batch.commit().map_err(be)
+        };
+        for kv in self.meta.prefix(prefix) {
+            let (k, v) = kv.map_err(be)?;
+            if remove(&v) {
+                doomed.push(k);
+                done.removed += 1;
+                if doomed.len() >= CHUNK {
+                    flush(&mut doomed)?;
+                }
+            } else {
+                done.kept += 1;
+            }
+        }
+        if !doomed.is_empty() {
+            flush(&mut doomed)?;
+        }
+        Ok(done)
     }
 
     fn last_seq(&self) -> Result<u64> {

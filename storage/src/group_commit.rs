@@ -6,15 +6,26 @@
 //! runs, new batches queue up and form the next group, so the number of fsyncs adapts to the
 //! load with no timer: one submitter gets one fsync per batch, a thousand concurrent ones
 //! share a handful.
+//!
+//! **Failures.** Every record handed to [`GroupCommit::submit`] has already been applied to
+//! the engine under its id, so a failed write must not be forgotten: a later retry of the
+//! same events would count them twice. A *transient* failure (a timeout, an unreachable
+//! node) is therefore retried by the writer itself, with the same records and ids, with
+//! backoff, until it succeeds (or the writer is shut down); while it retries
+//! [`GroupCommit::health`] says so, and callers refuse new work *before* applying it. A
+//! failure that retrying cannot fix fails its group and stops the writer for good: every
+//! later group fails too, so nothing more is acknowledged (and no checkpoint is written)
+//! over an engine state the log does not hold. A restart rebuilds the state from the log.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -35,7 +46,50 @@ struct Counters {
     groups: AtomicU64,
     syncs: AtomicU64,
     records: AtomicU64,
+    retries: AtomicU64,
+    /// [`Health`] as a number (0 ok, 1 retrying, 2 failed).
+    health: AtomicU8,
+    /// Set when the writer is asked to stop: a retrying group then gives up.
+    closing: AtomicBool,
+    /// Why the writer failed for good.
+    failure: std::sync::Mutex<Option<String>>,
 }
+
+/// Whether the log writer is taking new batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Writing normally.
+    Ok,
+    /// A write failed transiently and is being retried; batches queue behind it.
+    Retrying,
+    /// A write failed for good (the reason): nothing more will be written until restart.
+    Failed(String),
+}
+
+impl Health {
+    /// `Ok(())` when new work may be applied and queued; otherwise the error to answer with
+    /// (transient while retrying).
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Health::Ok => Ok(()),
+            Health::Retrying => Err(StorageError::Backend {
+                backend: "log",
+                message: "the event log is retrying a failed write; try again shortly".into(),
+                transient: true,
+            }),
+            Health::Failed(why) => Err(StorageError::Backend {
+                backend: "log",
+                message: format!(
+                    "the event log stopped after a failed write ({why}); restart the server"
+                ),
+                transient: false,
+            }),
+        }
+    }
+}
+
+/// Longest wait between two attempts at a transiently failing write.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
 
 /// Counters of a [`GroupCommit`] since it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,6 +102,8 @@ pub struct GroupCommitStats {
     pub syncs: u64,
     /// Records written.
     pub records: u64,
+    /// Write attempts repeated after a transient failure.
+    pub retries: u64,
 }
 
 /// The log writer: a thread that appends queued batches in groups, one fsync per group.
@@ -101,6 +157,23 @@ impl GroupCommit {
             groups: c.groups.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
             records: c.records.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the writer is taking new batches (see the module notes on failures).
+    pub fn health(&self) -> Health {
+        let c = &self.counters;
+        match c.health.load(Ordering::SeqCst) {
+            0 => Health::Ok,
+            1 => Health::Retrying,
+            _ => Health::Failed(
+                c.failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -110,6 +183,7 @@ impl GroupCommit {
     }
 
     fn stop(&mut self) {
+        self.counters.closing.store(true, Ordering::SeqCst);
         self.tx.take();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
@@ -140,7 +214,11 @@ fn writer_loop(storage: &dyn Storage, durable: bool, rx: &mpsc::Receiver<Pending
                 Err(_) => break,
             }
         }
-        let result = write_group(storage, durable, &mut group, c);
+        let failed = c.failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let result = match failed {
+            Some(why) => Health::Failed(why).check(),
+            None => write_group(storage, durable, &mut group, c),
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, batches = group.len(), "writing a log group failed");
         }
@@ -153,36 +231,82 @@ fn writer_loop(storage: &dyn Storage, durable: bool, rx: &mpsc::Receiver<Pending
     }
 }
 
+/// Write one group, retrying transient failures with the same records until they succeed
+/// or the writer is stopped; any other failure stops the writer for good.
 fn write_group(
     storage: &dyn Storage,
     durable: bool,
     group: &mut [Pending],
     c: &Counters,
 ) -> Result<()> {
-    let started = std::time::Instant::now();
-    if let [one] = group {
-        storage.append(&one.records, &one.meta)?;
+    let merged;
+    let (records, meta): (&[LogRecord], &[(String, Vec<u8>)]) = if let [one] = group {
+        (&one.records, &one.meta)
     } else {
-        // The group owns its batches: move their records into one list rather than cloning.
-        let n = group.iter().map(|p| p.records.len()).sum();
-        let mut records: Vec<LogRecord> = Vec::with_capacity(n);
-        for p in group.iter_mut() {
-            records.append(&mut p.records);
-        }
-        // One value per meta key, the last submitted winning (a batch must not hold a key twice).
-        let mut meta: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut at: HashMap<String, usize> = HashMap::new();
-        for (k, v) in group.iter_mut().flat_map(|p| p.meta.drain(..)) {
-            match at.get(&k) {
-                Some(&i) => meta[i].1 = v,
-                None => {
-                    at.insert(k.clone(), meta.len());
-                    meta.push((k, v));
-                }
+        merged = merge(group);
+        (&merged.0, &merged.1)
+    };
+    let mut wait = Duration::from_millis(10);
+    loop {
+        match write_once(storage, durable, records, meta, c) {
+            Ok(()) => {
+                c.health.store(0, Ordering::SeqCst);
+                return Ok(());
+            }
+            Err(e) if e.is_transient() && !c.closing.load(Ordering::SeqCst) => {
+                c.health.store(1, Ordering::SeqCst);
+                c.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("weir_log_write_retries_total").increment(1);
+                tracing::warn!(error = %e, records = records.len(), retry_in_ms = wait.as_millis() as u64,
+                    "writing a log group failed transiently; retrying the same records");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(MAX_RETRY_WAIT);
+            }
+            Err(e) => {
+                // Given up (for good, or at shutdown): no later group may be written, or
+                // the log would hold a later batch (and its input positions) without this one.
+                *c.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                c.health.store(2, Ordering::SeqCst);
+                metrics::gauge!("weir_log_failed").set(1.0);
+                return Err(e);
             }
         }
-        storage.append(&records, &meta)?;
     }
+}
+
+/// The records and meta of several batches as one: the group owns its batches, so their
+/// records are moved rather than cloned. One value per meta key, the last submitted winning
+/// (a batch must not hold a key twice).
+fn merge(group: &mut [Pending]) -> (Vec<LogRecord>, Vec<(String, Vec<u8>)>) {
+    let n = group.iter().map(|p| p.records.len()).sum();
+    let mut records: Vec<LogRecord> = Vec::with_capacity(n);
+    for p in group.iter_mut() {
+        records.append(&mut p.records);
+    }
+    let mut meta: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for (k, v) in group.iter_mut().flat_map(|p| p.meta.drain(..)) {
+        match at.get(&k) {
+            Some(&i) => meta[i].1 = v,
+            None => {
+                at.insert(k.clone(), meta.len());
+                meta.push((k, v));
+            }
+        }
+    }
+    (records, meta)
+}
+
+/// One attempt: append (idempotent: the same seqs give the same keys) and fsync.
+fn write_once(
+    storage: &dyn Storage,
+    durable: bool,
+    records: &[LogRecord],
+    meta: &[(String, Vec<u8>)],
+    c: &Counters,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    storage.append(records, meta)?;
     c.groups.fetch_add(1, Ordering::Relaxed);
     if durable {
         let syncing = std::time::Instant::now();

@@ -29,7 +29,7 @@ pub mod record;
 pub mod scylla;
 
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
-pub use group_commit::{GroupCommit, GroupCommitStats, Receipt};
+pub use group_commit::{GroupCommit, GroupCommitStats, Health, Receipt};
 pub use record::LogRecord;
 #[cfg(feature = "scylla")]
 pub use scylla::{ScyllaConfig, ScyllaStore};
@@ -153,6 +153,15 @@ pub struct RangeQuery {
     pub to_ts: Millis,
 }
 
+/// What one [`Storage::meta_prune`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetaPrune {
+    /// Values deleted.
+    pub removed: u64,
+    /// Values left under the prefix.
+    pub kept: u64,
+}
+
 /// An iterator over log records in seq order.
 pub type RecordIter<'a> = Box<dyn Iterator<Item = Result<LogRecord>> + 'a>;
 /// An iterator over stored events in (ts, seq) order.
@@ -175,6 +184,11 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Write one meta value on its own.
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<()>;
+
+    /// Delete the meta values under `prefix` for which `remove(value)` says so (used to
+    /// forget AMQP dedupe markers older than the redelivery horizon). Returns how many were
+    /// removed and how many remain under `prefix`.
+    fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune>;
 
     /// The highest seq in the log; 0 when the log is empty.
     fn last_seq(&self) -> Result<u64>;

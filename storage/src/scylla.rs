@@ -40,8 +40,8 @@ use schema::{create_schema, prepare, Prepared};
 use crate::merge::MergeByTsSeq;
 use crate::record::{decode_record, encode_record};
 use crate::{
-    CatalogKind, EventIter, EventPage, EventQuery, LogRecord, RangeQuery, RecordIter, Result,
-    Storage, StorageError, StoredEvent,
+    CatalogKind, EventIter, EventPage, EventQuery, LogRecord, MetaPrune, RangeQuery, RecordIter,
+    Result, Storage, StorageError, StoredEvent,
 };
 
 /// Settings of the ScyllaDB backend.
@@ -399,6 +399,23 @@ impl Storage for ScyllaStore {
                 .map(|_| ())
                 .map_err(sc)
         })
+    }
+
+    fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune> {
+        // `meta` is keyed by the whole key, so a prefix is a scan of the table (it holds input
+        // positions and dedupe markers only, bounded by the redelivery horizon).
+        let rows: Vec<(String, Option<Vec<u8>>)> =
+            self.rows_unprepared("SELECT key, value FROM {ks}.meta", ())?;
+        let mut done = MetaPrune::default();
+        for (key, value) in rows.into_iter().filter(|(k, _)| k.starts_with(prefix)) {
+            if remove(value.as_deref().unwrap_or_default()) {
+                self.exec("DELETE FROM {ks}.meta WHERE key = ?", (key.as_str(),))?;
+                done.removed += 1;
+            } else {
+                done.kept += 1;
+            }
+        }
+        Ok(done)
     }
 
     fn last_seq(&self) -> Result<u64> {

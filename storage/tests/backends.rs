@@ -93,6 +93,7 @@ all_backends!(
     catalogue_put_list_delete,
     checkpoints_keep_the_latest,
     meta_is_written_with_the_append,
+    meta_prune_removes_only_what_it_is_told_under_its_prefix,
     scan_seq_after_reopen,
     decisions_newest_first,
     newest_event_ts_per_types,
@@ -423,6 +424,28 @@ fn meta_is_written_with_the_append(b: &dyn Backend) {
         Some(9u64.to_be_bytes().to_vec())
     );
     assert_eq!(s.last_seq().unwrap(), 9);
+}
+
+fn meta_prune_removes_only_what_it_is_told_under_its_prefix(b: &dyn Backend) {
+    let s = b.open();
+    let at = |ms: i64| ms.to_be_bytes().to_vec();
+    let mut meta: Vec<(String, Vec<u8>)> = (0..5000i64)
+        .map(|i| (format!("amqp/q/m{i}"), at(i)))
+        .collect();
+    meta.push(("amqp/q2/m1".into(), at(0)));
+    meta.push(("kafka/g/t/0".into(), at(0)));
+    s.append(&[], &meta).unwrap();
+    let older =
+        |cut: i64| move |v: &[u8]| v.try_into().map(i64::from_be_bytes).is_ok_and(|t| t < cut);
+    let done = s.meta_prune("amqp/q/", &older(4500)).unwrap();
+    assert_eq!((done.removed, done.kept), (4500, 500));
+    assert_eq!(s.meta_get("amqp/q/m4499").unwrap(), None);
+    assert_eq!(s.meta_get("amqp/q/m4500").unwrap(), Some(at(4500)));
+    // Other prefixes are untouched, even with the same value.
+    assert_eq!(s.meta_get("amqp/q2/m1").unwrap(), Some(at(0)));
+    assert_eq!(s.meta_get("kafka/g/t/0").unwrap(), Some(at(0)));
+    let again = s.meta_prune("amqp/q/", &older(4500)).unwrap();
+    assert_eq!((again.removed, again.kept), (0, 500));
 }
 
 fn scan_seq_after_reopen(b: &dyn Backend) {

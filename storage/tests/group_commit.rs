@@ -6,26 +6,31 @@ use std::sync::Arc;
 
 use serde_json::Map;
 use weir_core::Event;
+use weir_storage::group_commit::Health;
 use weir_storage::{
     CatalogKind, EmbeddedStore, EventIter, EventPage, EventQuery, GroupCommit, LogRecord,
-    RangeQuery, RecordIter, Result, Storage, StorageError,
+    MetaPrune, RangeQuery, RecordIter, Result, Storage, StorageError,
 };
 
-/// Wraps a store and counts `append` and `sync` calls; can be told to fail appends.
+/// Wraps a store and counts `append` and `sync` calls; can be told to fail appends
+/// (`fail`: 0 never, 1 transiently, 2 for good), counting the failed attempts.
 struct Counting {
     inner: EmbeddedStore,
     appends: AtomicU64,
     syncs: AtomicU64,
-    fail: std::sync::atomic::AtomicBool,
+    fail: std::sync::atomic::AtomicU8,
+    failed: AtomicU64,
 }
 
 impl Storage for Counting {
     fn append(&self, records: &[LogRecord], meta: &[(String, Vec<u8>)]) -> Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
+        let fail = self.fail.load(Ordering::SeqCst);
+        if fail > 0 {
+            self.failed.fetch_add(1, Ordering::SeqCst);
             return Err(StorageError::Backend {
                 backend: "embedded",
                 message: "disk on fire".into(),
-                transient: true,
+                transient: fail == 1,
             });
         }
         self.appends.fetch_add(1, Ordering::SeqCst);
@@ -42,6 +47,9 @@ impl Storage for Counting {
     }
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
         self.inner.meta_put(key, value)
+    }
+    fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune> {
+        self.inner.meta_prune(prefix, remove)
     }
     fn last_seq(&self) -> Result<u64> {
         self.inner.last_seq()
@@ -84,6 +92,7 @@ fn counting(dir: &std::path::Path) -> Arc<Counting> {
         appends: AtomicU64::new(0),
         syncs: AtomicU64::new(0),
         fail: Default::default(),
+        failed: AtomicU64::new(0),
     })
 }
 
@@ -180,19 +189,73 @@ fn non_durable_mode_never_syncs() {
     assert_eq!(store.last_seq().unwrap(), 20);
 }
 
+/// Wait (polling, no time limit asserted) until `cond` holds.
+fn eventually(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 #[test]
-fn a_failed_write_fails_every_receipt_of_its_group() {
+fn a_transient_failure_is_retried_with_the_same_records_until_it_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let store = counting(dir.path());
-    store.fail.store(true, Ordering::SeqCst);
+    store.fail.store(1, Ordering::SeqCst);
+    let gc = GroupCommit::start(store.clone(), true);
+    let receipts: Vec<_> = (1..=10).map(|s| gc.submit(vec![rec(s)], vec![])).collect();
+    // The writer keeps retrying and says so; nothing is written meanwhile.
+    eventually(|| store.failed.load(Ordering::SeqCst) >= 3);
+    assert_eq!(gc.health(), Health::Retrying);
+    assert!(gc.health().check().unwrap_err().is_transient());
+    assert_eq!(store.last_seq().unwrap(), 0);
+    store.fail.store(0, Ordering::SeqCst);
+    for r in receipts {
+        r.wait_blocking().unwrap();
+    }
+    assert_eq!(gc.health(), Health::Ok);
+    assert!(gc.stats().retries >= 3);
+    let seqs: Vec<u64> = store.scan_seq(0).unwrap().map(|r| r.unwrap().seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=10).collect::<Vec<_>>(),
+        "each record written once"
+    );
+}
+
+#[test]
+fn a_permanent_failure_fails_its_group_and_every_later_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting(dir.path());
+    store.fail.store(2, Ordering::SeqCst);
     let gc = GroupCommit::start(store.clone(), true);
     let receipts: Vec<_> = (1..=10).map(|s| gc.submit(vec![rec(s)], vec![])).collect();
     for r in receipts {
         let err = r.wait_blocking().unwrap_err();
-        assert!(err.is_transient(), "{err}");
+        assert!(!err.is_transient(), "{err}");
     }
+    assert!(matches!(gc.health(), Health::Failed(why) if why.contains("disk on fire")));
+    // The store works again, but the writer stays stopped: the engine holds events the log
+    // does not, so nothing more may be acknowledged before a restart.
+    store.fail.store(0, Ordering::SeqCst);
+    let err = gc
+        .submit(vec![rec(11)], vec![])
+        .wait_blocking()
+        .unwrap_err();
+    assert!(err.to_string().contains("restart"), "{err}");
     assert_eq!(store.syncs.load(Ordering::SeqCst), 0);
     assert_eq!(store.last_seq().unwrap(), 0);
+}
+
+#[test]
+fn shutdown_gives_up_a_retrying_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting(dir.path());
+    store.fail.store(1, Ordering::SeqCst);
+    let gc = GroupCommit::start(store.clone(), true);
+    let r = gc.submit(vec![rec(1)], vec![]);
+    eventually(|| store.failed.load(Ordering::SeqCst) >= 1);
+    gc.shutdown();
+    assert!(r.wait_blocking().unwrap_err().is_transient());
 }
 
 #[test]

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ pub mod kafka;
 
 use parking_lot::Mutex;
 use weir_core::{Event, EventId};
-use weir_inputs::{BoxFuture, EventSink, SinkError, SourceBatch};
+use weir_inputs::{BoxFuture, EventSink, PruneResult, SinkError, SourceBatch};
 
 /// The in-memory stand-in for the server's sink.
 #[derive(Default)]
@@ -22,6 +22,8 @@ pub struct MemorySink {
     state: Arc<Mutex<State>>,
     delay: Duration,
     next_id: AtomicU64,
+    /// The sink's clock, unix ms; 0 means the wall clock.
+    clock: Arc<AtomicI64>,
 }
 
 #[derive(Default)]
@@ -38,6 +40,11 @@ impl MemorySink {
             delay,
             ..Self::default()
         })
+    }
+
+    /// Stand the sink's clock at `ms` (unix ms) instead of the wall clock.
+    pub fn set_now(&self, ms: i64) {
+        self.clock.store(ms, Ordering::SeqCst);
     }
 
     /// Events applied so far.
@@ -100,6 +107,27 @@ impl EventSink for MemorySink {
 
     fn position(&self, key: &str) -> Option<i64> {
         self.state.lock().positions.get(key).copied()
+    }
+
+    fn now_ms(&self) -> i64 {
+        match self.clock.load(Ordering::SeqCst) {
+            0 => weir_inputs::decode::now_ms(),
+            ms => ms,
+        }
+    }
+
+    fn prune_positions(
+        &self,
+        prefix: &str,
+        older_than: i64,
+    ) -> BoxFuture<'static, Result<PruneResult, SinkError>> {
+        let mut s = self.state.lock();
+        let before = s.positions.len();
+        s.positions
+            .retain(|k, v| !(k.starts_with(prefix) && *v < older_than));
+        let removed = (before - s.positions.len()) as u64;
+        let kept = s.positions.keys().filter(|k| k.starts_with(prefix)).count() as u64;
+        Box::pin(async move { Ok(PruneResult { removed, kept }) })
     }
 }
 
