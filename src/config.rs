@@ -226,6 +226,8 @@ mod humantime_ms {
 }
 
 #[cfg(test)]
+// figment's test `Jail` returns its own (large) error type from every closure.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

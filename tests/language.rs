@@ -153,7 +153,7 @@ async fn seed_example_one_answers_like_example_three() {
     assert_eq!(st, 200, "{body}");
     let t0 = (now_ms() - 3 * 3_600_000) / 300_000 * 300_000;
     let events: Vec<Value> = (0..60)
-        .map(|i| json!({"type": "raw", "ts": t0 + i * 170_000, "symbol": ["a", "b"][i as usize % 2], "price": 100 + i}))
+        .map(|i| json!({"type": "raw", "ts": t0 + i * 170_000, "symbol": (["a", "b"][i as usize % 2]), "price": 100 + i}))
         .collect();
     post_events(&s, events).await;
     let last = t0 + 59 * 170_000;

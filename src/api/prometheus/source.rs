@@ -189,7 +189,7 @@ impl<'a> WeirSource<'a> {
     }
 
     /// Every visible query with its shape and columns, and the base labels of each column.
-    fn queries(&self, matchers: &[Matcher]) -> Vec<(String, Shape, Vec<(String, Labels)>)> {
+    fn queries(&self, matchers: &[Matcher]) -> Vec<QueryColumns> {
         let mut out = Vec::new();
         for name in self.app.engine.query_names() {
             let Some(qs) = self.app.engine.query_shape(&name) else {
@@ -261,8 +261,7 @@ impl SeriesSource for WeirSource<'_> {
         for (name, shape, columns) in self.queries(matchers) {
             let rows = self.rows(&name, shape, Some(first), Some(last))?;
             // key text → (key, slot → row)
-            let mut by_key: HashMap<String, (&Map<String, Value>, HashMap<i64, &Row>)> =
-                HashMap::new();
+            let mut by_key: KeyRows<'_> = HashMap::new();
             for r in &rows {
                 let Some(slot) = shape.row_slot(r) else {
                     continue;
@@ -366,3 +365,9 @@ impl SeriesSource for MemSource {
             .collect())
     }
 }
+
+/// A query's name, shape, and its columns with their base labels.
+type QueryColumns = (String, Shape, Vec<(String, Labels)>);
+
+/// Rows of one query by key text: the key, and the rows by time slot.
+type KeyRows<'a> = HashMap<String, (&'a Map<String, Value>, HashMap<i64, &'a Row>)>;
