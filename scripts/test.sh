@@ -15,7 +15,7 @@ source scripts/brokers.sh
 source scripts/prometheus.sh
 
 echo "==> tests"
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets --no-fail-fast
 scripts/web.sh   # the web console: bundle check and end-to-end tests in headless Chromium
 scripts/python-client.sh   # the Python client's tests against a real server
 scripts/fuzz.sh 30         # a short coverage-guided fuzzing pass over the parser

@@ -38,10 +38,14 @@ pub const MAX_POINTS: i64 = 11_000;
 
 /// The routes under `/prometheus`, as `GET /help` lists them.
 pub const HELP: &[(&str, &str)] = &[
-    ("GET|POST /prometheus/api/v1/query", "PromQL at one time over query results and rule decisions (Grafana datasource URL: /prometheus)"),
-    ("GET|POST /prometheus/api/v1/query_range", "PromQL over a time range: start, end, step"),
-    ("GET|POST /prometheus/api/v1/series", "the series matching match[] selectors"),
-    ("GET|POST /prometheus/api/v1/labels", "label names"),
+    ("GET /prometheus/api/v1/query", "PromQL at one time over query results and rule decisions (Grafana datasource URL: /prometheus)"),
+    ("POST /prometheus/api/v1/query", "the same, form-encoded (as Grafana sends it)"),
+    ("GET /prometheus/api/v1/query_range", "PromQL over a time range: start, end, step"),
+    ("POST /prometheus/api/v1/query_range", "the same, form-encoded"),
+    ("GET /prometheus/api/v1/series", "the series matching match[] selectors"),
+    ("POST /prometheus/api/v1/series", "the same, form-encoded"),
+    ("GET /prometheus/api/v1/labels", "label names"),
+    ("POST /prometheus/api/v1/labels", "the same, form-encoded"),
     ("GET /prometheus/api/v1/label/{name}/values", "one label's values"),
     ("GET /prometheus/api/v1/metadata", "metric metadata"),
     ("GET /prometheus/api/v1/status/buildinfo", "version, for Grafana's datasource check"),
