@@ -204,6 +204,7 @@ fn errored_names(app: &App, kind: CatalogKind) -> Vec<String> {
 pub fn apply_text(app: &App, text: &str) -> ApiResult<Vec<Value>> {
     let statements = parse_and_analyze(text, &EngineCatalog(app), &analyzer_config(app))?;
     precheck(app, &statements)?;
+    compile_check(app, &statements)?;
     let mut results = Vec::with_capacity(statements.len());
     for (stmt, analysis) in &statements {
         results.push(apply_one(app, stmt, Some(analysis))?);
@@ -214,6 +215,28 @@ pub fn apply_text(app: &App, text: &str) -> ApiResult<Vec<Value>> {
         crate::recovery::checkpoint(app).map_err(ApiError::internal)?;
     }
     Ok(results)
+}
+
+/// Compile every created query against the engine before anything applies, so an error the
+/// compiler finds (with its position) refuses the whole text. A query reading a query that the
+/// same text creates is compiled when it is applied, after its source exists.
+fn compile_check(app: &App, statements: &[(Statement, Analysis)]) -> ApiResult<()> {
+    let mut created: BTreeSet<&str> = BTreeSet::new();
+    for (stmt, _) in statements {
+        if let Statement::CreateQuery(q) = stmt {
+            let reads_new = match &q.select.from {
+                Source::Named { name, .. } => created.contains(name.name.as_str()),
+                _ => false,
+            };
+            if !reads_new {
+                app.engine
+                    .check_query(&q.name.name, &q.select)
+                    .map_err(engine_error)?;
+            }
+            created.insert(&q.name.name);
+        }
+    }
+    Ok(())
 }
 
 fn changes_state(s: &Statement) -> bool {

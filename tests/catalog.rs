@@ -113,7 +113,7 @@ async fn a_drop_of_what_others_read_is_refused_unless_cascade() {
     // Dropping the rule first, then the views, is fine; so is CASCADE.
     let (st, body) = s.statements("DROP QUERY dq CASCADE").await;
     assert_eq!(st, 200, "{body}");
-    assert_eq!(dependents(&body[0], "dropped"), every, "{body}");
+    assert_eq!(dependents(&body["results"][0], "dropped"), every, "{body}");
     let queries = names(&s.get("/api/queries").await.1, "queries");
     assert!(queries.is_empty(), "{queries:?}");
     let rules = names(&s.get("/api/rules").await.1, "rules");
@@ -533,7 +533,7 @@ async fn random_run(seed: u64, steps: usize) {
                     assert_eq!(dependents(&body, "dependents"), deps, "{ctx}");
                 } else {
                     assert_eq!(st, 200, "{ctx}: {text} -> {body}");
-                    assert_eq!(dependents(&body[0], "dropped"), deps, "{ctx}");
+                    assert_eq!(dependents(&body["results"][0], "dropped"), deps, "{ctx}");
                     for (_, n) in &deps {
                         model.defs.remove(n);
                     }

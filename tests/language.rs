@@ -69,7 +69,11 @@ async fn the_event_type_is_usable_in_select_where_and_group_by() {
         .statements("SELECT type, count(*) AS n FROM events GROUP BY type")
         .await;
     assert_eq!(st, 200, "{body}");
-    assert_eq!(body[0]["rows"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(
+        body["results"][0]["rows"].as_array().unwrap().len(),
+        2,
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +91,7 @@ async fn a_one_shot_select_returns_the_matching_stored_events() {
         .statements("SELECT * FROM neworder WHERE amount > 100 LIMIT 3;")
         .await;
     assert_eq!(st, 200, "{body}");
-    let rows = body[0]["rows"].as_array().unwrap();
+    let rows = body["results"][0]["rows"].as_array().unwrap();
     let amounts: Vec<&Value> = rows.iter().map(|r| &r["values"]["amount"]).collect();
     assert_eq!(amounts, [&json!(120), &json!(150), &json!(180)], "{body}");
     assert!(rows
@@ -102,7 +106,7 @@ async fn a_one_shot_select_returns_the_matching_stored_events() {
         )
         .await;
     assert_eq!(st, 200, "{body}");
-    let doubles: Vec<i64> = body[0]["rows"]
+    let doubles: Vec<i64> = body["results"][0]["rows"]
         .as_array()
         .unwrap()
         .iter()

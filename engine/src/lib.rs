@@ -252,6 +252,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Compile `select` as query `name` would be compiled, without creating it: the errors a
+    /// create would give, so a statement text can be refused before any of it applies.
+    pub fn check_query(&self, name: &str, select: &Select) -> Result<()> {
+        let cat = self.catalog.read();
+        compile(&cat, name, select, &[], self.retention()).map(|_| ())
+    }
+
     /// Compile a new version of a query (not yet in the catalogue).
     pub(crate) fn new_query(
         &self,

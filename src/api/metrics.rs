@@ -106,6 +106,10 @@ fn describe() {
         "Events dropped as late per query"
     );
     describe_gauge!("weir_query_keys", "Group keys held per query");
+    describe_gauge!(
+        "weir_catalog_errors",
+        "Stored query and rule definitions that could not be restored (status error)"
+    );
     describe_gauge!("weir_log_records", "Records written to the event log");
     describe_gauge!("weir_log_groups", "Group commits of the event log");
     describe_gauge!("weir_log_fsyncs", "fsync calls of the event log");
