@@ -42,15 +42,7 @@ fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 }
 
 async fn metric(s: &Server, name: &str) -> Option<f64> {
-    let text = s
-        .client()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     text.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())

@@ -277,15 +277,7 @@ async fn check_add_and_check_and_seed_forms() {
     assert_eq!(d["rules"][0]["key"], json!({"seller":"q"}));
     assert_eq!(s.get("/event?id=999999").await.0, 404);
 
-    let metrics = s
-        .client()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("weir_decisions_total{decision=\"deny\"} 2"),
         "{metrics}"

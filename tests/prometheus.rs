@@ -631,15 +631,7 @@ async fn prometheus_scrapes_weir_metrics_and_promtool_lints_them() {
         .await;
     assert_eq!(st, 200);
 
-    let text = s
-        .client()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     let mut lint = Command::new(tool("WEIR_TEST_PROMTOOL", "promtool"))
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

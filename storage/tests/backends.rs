@@ -39,10 +39,10 @@ impl Backend for Scylla {
 
 #[cfg(feature = "scylla")]
 fn scylla() -> Option<Box<dyn Backend>> {
-    let Ok(nodes) = std::env::var("WEIR_SCYLLA_NODES") else {
-        eprintln!("WEIR_SCYLLA_NODES is not set: skipping this ScyllaDB test");
-        return None;
-    };
+    // These tests are `#[ignore]`d (run them with `--ignored`); asked for, they need a node.
+    let nodes = std::env::var("WEIR_SCYLLA_NODES").unwrap_or_else(|_| {
+        panic!("WEIR_SCYLLA_NODES is not set: the Cassandra/Scylla tests need a node (host:port,…)")
+    });
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
@@ -64,9 +64,13 @@ fn scylla() -> Option<Box<dyn Backend>> {
 
 macro_rules! storage_tests {
     ($backend:ident: $($test:ident),* $(,)?) => {
+        storage_tests!($backend #[allow(unused_attributes)]: $($test),*);
+    };
+    ($backend:ident #[$attr:meta]: $($test:ident),* $(,)?) => {
         mod $backend {
             $(
                 #[test]
+                #[$attr]
                 fn $test() {
                     if let Some(b) = super::$backend() {
                         super::$test(&*b);
@@ -80,8 +84,10 @@ macro_rules! storage_tests {
 macro_rules! all_backends {
     ($($test:ident),* $(,)?) => {
         storage_tests!(embedded: $($test),*);
+        // Reported as ignored, never as passed: the test script starts no Cassandra/Scylla node
+        // yet (issue 12 wires scripts/cassandra.sh in).
         #[cfg(feature = "scylla")]
-        storage_tests!(scylla: $($test),*);
+        storage_tests!(scylla #[ignore = "needs a Cassandra/Scylla node in WEIR_SCYLLA_NODES"]: $($test),*);
     };
 }
 

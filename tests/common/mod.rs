@@ -165,6 +165,18 @@ impl Server {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POST JSON to a path; returns (status, body).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = self

@@ -137,6 +137,11 @@ pub fn broker_env(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
+            // Under CI the brokers are always started, so a missing one is a failure.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{name} is not set: the broker tests cannot run (scripts/test.sh sets it)"
+            );
             eprintln!("{name} is not set: skipping this broker test (scripts/test.sh sets it)");
             None
         }
