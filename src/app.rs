@@ -9,10 +9,10 @@
 //! atomic batch, together with the input positions they cover (Kafka offsets, AMQP message
 //! ids): after a crash either all of them and their positions are there, or none.
 //!
-//! A checkpoint records the highest id it includes. Between an event getting its id and its
-//! record being queued for the log there is a short gap; the `submitting` gate lets a
-//! checkpoint wait out that gap, so the log holds every event a checkpoint includes before the
-//! checkpoint is written.
+//! Persisted state records the highest id it includes. Between an event getting its id and
+//! its record being queued for the log there is a short gap; the `submitting` gate lets a
+//! state flush wait out that gap, so the log holds every event the state includes before the
+//! state is written (see [`crate::state`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,10 +60,12 @@ pub struct App {
     pub catalog_errors: crate::catalog::CatalogErrors,
     /// Per-rule, per-key decision counts for the Prometheus API.
     pub decision_series: crate::api::prometheus::decisions::DecisionSeries,
+    /// Query state on disk: what is flushed, and where.
+    pub persist: crate::state::StatePersist,
 }
 
-/// What the analytics routes keep about every accepted event; checkpointed with the engine.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the analytics routes keep about every accepted event; flushed with the query state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Insights {
     /// Field names and their most frequent values, per type.
     pub keys: KeyIndex,
@@ -90,21 +92,6 @@ impl Insights {
         self.keys.observe(event);
         self.stats.observe(event);
     }
-}
-
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    engine: &'a weir_engine::EngineCheckpoint,
-    insights: &'a Insights,
-}
-
-/// Everything a checkpoint holds: the engine's state and the insights, as of one event id.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// The engine.
-    pub engine: weir_engine::EngineCheckpoint,
-    /// Keys and stats.
-    pub insights: Insights,
 }
 
 /// Where the schemas are kept in the store's meta data.
@@ -147,6 +134,7 @@ impl App {
             catalog_errors: Default::default(),
             schemas: RwLock::new(HashMap::new()),
             decision_series: Default::default(),
+            persist: Default::default(),
         }
     }
 
@@ -314,16 +302,19 @@ impl App {
         decision
     }
 
-    /// A consistent snapshot of the engine and the highest event id it includes. No event is
-    /// being applied while it is taken.
-    pub fn snapshot(&self) -> anyhow::Result<(u64, Vec<u8>)> {
+    /// A copy of the insights and the highest event id they include (taken while no event
+    /// is between getting its id and being counted: a copy, not a serialisation, is all that
+    /// waits).
+    pub fn insights_snapshot(&self) -> (u64, Insights) {
         let _gate = self.submitting.write();
-        let snapshot = SnapshotRef {
-            engine: &self.engine.checkpoint(),
-            insights: &self.insights.lock(),
-        };
-        let bytes = serde_json::to_vec(&snapshot)?;
-        Ok((self.last_seq(), bytes))
+        let insights = self.insights.lock().clone();
+        (self.last_seq(), insights)
+    }
+
+    /// Wait until every event that has an id is durable in the log (state written after
+    /// this never includes an event the log could lose).
+    pub fn wait_durable(&self) -> anyhow::Result<()> {
+        self.flush_blocking()
     }
 
     /// Wait until every event that already has an id is queued for the log, then until the

@@ -8,7 +8,8 @@
 //! - [`app`]: shared state and the path every event takes.
 //! - [`api`]: the HTTP routes.
 //! - [`catalog`]: applying DSL statements, and restoring them on start.
-//! - [`recovery`]: checkpoints, and replay of the log after the last one.
+//! - [`recovery`]: start and stop: restore the persisted state, replay the log after it.
+//! - [`state`]: query state flushed incrementally as key-bucket rows, and restored.
 //! - [`backfill`]: rebuilding created or replaced queries from stored events.
 //! - [`oneshot`]: bare SELECTs over stored events.
 //! - [`sink`]: the inputs (UDP, AMQP, Kafka) feeding the app.
@@ -29,6 +30,7 @@ mod oneshot;
 mod progress;
 mod recovery;
 mod sink;
+mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

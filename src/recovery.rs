@@ -1,6 +1,6 @@
-//! Starting and stopping the server: open the store, rebuild state (catalogue, last
-//! checkpoint, replay of the log after it), serve, checkpoint periodically, and on
-//! SIGTERM/ctrl-c drain, flush and checkpoint once more.
+//! Starting and stopping the server: open the store, rebuild state (catalogue, persisted
+//! query state, replay of the log after it), serve, flush state periodically, and on
+//! SIGTERM/ctrl-c drain and flush once more.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use weir_storage::{EmbeddedConfig, EmbeddedStore, GroupCommit, Storage};
 
 use weir_query_lang::ast::{RuleSource, Statement};
 
-use crate::app::{App, Snapshot};
+use crate::app::App;
 use crate::config::ServeConfig;
 
 /// Run `weir serve` until a shutdown signal.
@@ -75,50 +75,40 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         let _ = input.await;
     }
     checkpointer.abort();
-    tracing::info!("shutting down: flushing the log and writing a checkpoint");
+    tracing::info!("shutting down: flushing the log and the query state");
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || checkpoint(&app2)).await??;
     Ok(())
 }
 
-/// Restore the last checkpoint and replay the log after it; returns the events replayed.
+/// Restore the persisted state and replay the log after it; returns the events replayed.
 fn restore_state(app: &App, definitions: &[Statement]) -> anyhow::Result<u64> {
-    let mut from = 0;
-    if let Some((seq, bytes)) = app.store.latest_checkpoint()? {
-        let cp: Snapshot = serde_json::from_slice(&bytes).context("reading the checkpoint")?;
-        let missing = app
-            .engine
-            .restore(&cp.engine)
-            .context("restoring the engine checkpoint")?;
-        let mut insights = app.insights.lock();
-        if cp.insights.stats.config().granularity_ms == insights.stats.config().granularity_ms {
-            *insights = cp.insights;
-        } else {
-            // The stats granularity changed: keep the keys, count stats afresh from the replay.
-            tracing::warn!(
-                "stats_granularity changed since the checkpoint: stats restart from the log tail"
-            );
-            insights.keys = cp.insights.keys;
-        }
-        drop(insights);
-        from = seq;
-        for name in missing {
-            rebuild(app, definitions, &name, seq + 1)?;
-        }
+    let restored = app.persist.restore(app)?;
+    tracing::info!(
+        keys = restored.keys,
+        from = restored.from,
+        rebuilt = restored.missing.len(),
+        "persisted state loaded"
+    );
+    for name in &restored.missing {
+        rebuild(app, definitions, name, restored.from + 1)?;
     }
     let mut replayed = 0;
-    for record in app.store.scan_seq(from)? {
+    for record in app.store.scan_seq(restored.from)? {
         let record = record?;
         if !record.denied {
-            app.engine.apply(&record.event, || record.seq);
-            app.insights.lock().observe(&record.event);
+            app.engine.replay(&record.event, record.seq);
+            if record.seq > restored.insights_seq {
+                app.insights.lock().observe(&record.event);
+            }
             replayed += 1;
         }
     }
+    app.engine.end_replay();
     Ok(replayed)
 }
 
-/// Rebuild query `name`, which the checkpoint did not hold, from the events before
+/// Rebuild query `name`, whose persisted state could not be used, from the events before
 /// `boundary` (the log after the checkpoint is replayed into it afterwards).
 fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> anyhow::Result<()> {
     for stmt in definitions {
@@ -129,11 +119,7 @@ fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> a
                     .create_shadow(name, &q.select, &[], false, || boundary)?;
                 let n = crate::backfill::rebuild(app, &shadow, q.backfill, &stmt.to_string())?;
                 app.engine.promote(shadow)?;
-                tracing::info!(
-                    query = name,
-                    replayed = n,
-                    "query rebuilt: the checkpoint did not hold it"
-                );
+                tracing::info!(query = name, replayed = n, "query rebuilt from the log");
                 return Ok(());
             }
             Statement::CreateRule(r)
@@ -146,35 +132,19 @@ fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> a
                 let shadow = app.rules.prepare_owned(&r.name.name, &r, || boundary)?;
                 let n = crate::backfill::rebuild(app, &shadow, r.backfill, &stmt.to_string())?;
                 app.rules.commit_rule(&r.name.name, &r, shadow)?;
-                tracing::info!(rule = %r.name, replayed = n, "rule rebuilt: the checkpoint did not hold it");
+                tracing::info!(rule = %r.name, replayed = n, "rule rebuilt from the log");
                 return Ok(());
             }
             _ => {}
         }
     }
-    tracing::warn!(
-        query = name,
-        "the checkpoint lacks a query with no stored definition"
-    );
+    tracing::warn!(query = name, "a query to rebuild has no stored definition");
     Ok(())
 }
 
-/// Write a checkpoint once the log holds every event it includes.
+/// Flush the query state that changed since the last flush (see [`crate::state`]).
 pub fn checkpoint(app: &App) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let written = write_checkpoint(app);
-    let outcome = if written.is_ok() { "ok" } else { "error" };
-    metrics::counter!("weir_checkpoints_total", "outcome" => outcome).increment(1);
-    metrics::histogram!("weir_checkpoint_duration_seconds").record(started.elapsed().as_secs_f64());
-    written
-}
-
-fn write_checkpoint(app: &App) -> anyhow::Result<()> {
-    let (seq, bytes) = app.snapshot()?;
-    app.flush_blocking()?;
-    app.store.put_checkpoint(seq, &bytes)?;
-    tracing::debug!(seq, bytes = bytes.len(), "checkpoint written");
-    Ok(())
+    app.persist.flush(app).map(|_| ())
 }
 
 async fn checkpoint_loop(app: Arc<App>) {
@@ -185,8 +155,8 @@ async fn checkpoint_loop(app: Arc<App>) {
         let a = app.clone();
         match tokio::task::spawn_blocking(move || checkpoint(&a)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
-            Err(e) => tracing::warn!(error = %e, "checkpoint task failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "state flush failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, "state flush task failed"),
         }
     }
 }

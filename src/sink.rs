@@ -170,7 +170,7 @@ mod tests {
     use weir_rules::RuleSet;
     use weir_storage::{
         CatalogKind, EmbeddedStore, EventIter, EventPage, EventQuery, GroupCommit, LogRecord,
-        MetaPrune, RangeQuery, RecordIter, Result, Storage,
+        MetaPrune, RangeQuery, RecordIter, Result, StateIter, StateKeyWrite, Storage,
     };
 
     use super::*;
@@ -233,6 +233,15 @@ mod tests {
         }
         fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>> {
             self.inner.latest_checkpoint()
+        }
+        fn state_write(&self, scope: &str, part: u32, keys: &[StateKeyWrite]) -> Result<()> {
+            self.inner.state_write(scope, part, keys)
+        }
+        fn state_read(&self, scope: &str, part: u32) -> Result<StateIter<'_>> {
+            self.inner.state_read(scope, part)
+        }
+        fn state_drop(&self, scope: &str, parts: u32) -> Result<()> {
+            self.inner.state_drop(scope, parts)
         }
         fn record_decision(&self, seq: u64, json: &[u8]) -> Result<()> {
             self.inner.record_decision(seq, json)

@@ -13,7 +13,8 @@
 //! - [`shard`]: a (query, shard) state: key table, watermark, lateness, eviction.
 //! - [`locked`]: the per-event context holding every touched shard lock.
 //! - [`read`]: results: window rows, series rows, HOP rows, views over queries.
-//! - [`checkpoint`]: serialising and restoring all state.
+//! - [`checkpoint`]: a whole-engine snapshot (tests compare states with it).
+//! - [`persist`]: state persisted incrementally as key-bucket rows, and its restore.
 //! - [`backfill`]: shadow versions of a query, fed live and from the log, then promoted.
 //! - [`hash`]: the stable key hash.
 //!
@@ -40,6 +41,7 @@ pub mod error;
 pub mod expr;
 pub mod hash;
 pub mod locked;
+pub mod persist;
 pub mod plan;
 pub mod read;
 pub mod shard;

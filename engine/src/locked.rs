@@ -210,6 +210,28 @@ impl<'a> Locked<'a> {
         out
     }
 
+    /// Replay the logged event `seq` after a restore (see [`crate::Engine::replay`]).
+    pub(crate) fn replay(&mut self, seq: u64) {
+        let vals = &self.vals;
+        let mut applied = false;
+        for it in &mut self.items {
+            if seq <= it.guard.restored_pos {
+                continue;
+            }
+            let kv = &vals[it.key.0 as usize..it.key.1 as usize];
+            let to_key = it
+                .guard
+                .restored_keys
+                .get(&it.hash)
+                .is_none_or(|&pos| seq > pos);
+            let out = it
+                .guard
+                .ingest_ext(&it.q.plan, self.ev, it.hash, kv, to_key);
+            applied |= out == Ingest::Applied;
+        }
+        self.applied |= applied;
+    }
+
     /// Evaluate `cond` on query `name` for the event's key, on the window holding the
     /// event's time, with or without the event itself. None when the query does not match
     /// the event; an error when the condition was compiled for another version.

@@ -17,10 +17,67 @@ use crate::agg::Other;
 use crate::expr::Val;
 use crate::hash::StableHasher;
 use crate::plan::{Plan, TimeShape};
-use crate::window::KeyState;
+use crate::window::{Evicted, KeyState};
+
+/// A hasher for maps keyed by a key hash that is already well mixed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHashHasher(u64);
+
+impl std::hash::Hasher for KeyHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A map keyed by key hash.
+pub type ByKeyHash<V> = hashbrown::HashMap<u64, V, std::hash::BuildHasherDefault<KeyHashHasher>>;
+
+/// What changed in one key since its state was last persisted (see [`crate::persist`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dirty {
+    /// Start of the oldest bucket whose entry changed (`i64::MIN`: every entry).
+    pub from: i64,
+    /// Buckets expired, so the sentinel moved and the rows of expired buckets go.
+    pub evicted: bool,
+}
+
+impl Dirty {
+    #[inline]
+    fn touch(&mut self, bucket: i64, ev: Evicted) {
+        self.from = match ev {
+            Evicted::Compacted => i64::MIN,
+            _ => self.from.min(bucket),
+        };
+        self.evicted |= ev != Evicted::Nothing;
+    }
+
+    #[inline]
+    fn of(bucket: i64, ev: Evicted) -> Self {
+        let mut d = Dirty {
+            from: i64::MAX,
+            evicted: false,
+        };
+        d.touch(bucket, ev);
+        d
+    }
+}
 
 /// Events between two full sweeps of a shard for expired keys.
-const SWEEP_EVERY: u64 = 16_384;
+static SWEEP_EVERY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(16_384);
+
+/// Set how many events a shard applies between two sweeps for expired keys (default 16 384;
+/// process-wide). Small values make tests exercise key removal.
+pub fn set_sweep_interval(events: u64) {
+    SWEEP_EVERY.store(events.max(1), std::sync::atomic::Ordering::Relaxed);
+}
 
 /// What happened to an event in one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +102,16 @@ pub struct Shard {
     /// Events since the last sweep.
     pub since_sweep: u64,
     scratch: Vec<f64>,
+    /// Keys changed since their state was last captured for persistence, by key hash.
+    pub(crate) dirty: ByKeyHash<Dirty>,
+    /// Keys dropped (all buckets expired) since the last capture: their rows go.
+    pub(crate) removed: Vec<Box<[Value]>>,
+    /// While replaying the log after a restore: events up to this id are in the restored
+    /// state already.
+    pub(crate) restored_pos: u64,
+    /// While replaying: keys persisted later than `restored_pos`, with the id their state
+    /// includes (their own events up to it are not applied again).
+    pub(crate) restored_keys: ByKeyHash<u64>,
     /// The retention line [`keep_from`] gives for any watermark in `[line_lo, line_hi)`
     /// (the watermark's bucket), so it is recomputed only when the watermark enters a new
     /// bucket. Checked against the watermark on every use, so a restored or reset
@@ -216,6 +283,21 @@ impl Shard {
     /// has accepted it).
     #[inline]
     pub fn ingest(&mut self, plan: &Plan, ev: &Event, hash: u64, vals: &[KeyPart<'_>]) -> Ingest {
+        self.ingest_ext(plan, ev, hash, vals, true)
+    }
+
+    /// [`Shard::ingest`], or with `to_key` false only what the event does to the shard
+    /// (watermark, counters, sweeps): replay uses that for a key whose persisted state
+    /// already holds the event.
+    #[inline]
+    pub(crate) fn ingest_ext(
+        &mut self,
+        plan: &Plan,
+        ev: &Event,
+        hash: u64,
+        vals: &[KeyPart<'_>],
+        to_key: bool,
+    ) -> Ingest {
         let bucket = plan.time.bucket(ev.ts);
         if bucket < self.keep_line(plan) {
             self.late_dropped += 1;
@@ -225,6 +307,27 @@ impl Shard {
             self.watermark = Some(ev.ts);
         }
         let keep = self.update_line(plan);
+        if to_key {
+            self.ingest_key(plan, ev, hash, vals, bucket, keep);
+        }
+        self.events += 1;
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY.load(std::sync::atomic::Ordering::Relaxed) {
+            self.sweep(plan);
+        }
+        Ingest::Applied
+    }
+
+    #[inline]
+    fn ingest_key(
+        &mut self,
+        plan: &Plan,
+        ev: &Event,
+        hash: u64,
+        vals: &[KeyPart<'_>],
+        bucket: i64,
+        keep: i64,
+    ) {
         let stride = plan.stride;
         let ks = match self.table.find_mut(hash, |k| key_eq(k, vals)) {
             Some(k) => k,
@@ -235,9 +338,15 @@ impl Shard {
                     .into_mut()
             }
         };
-        if keep != i64::MIN {
-            ks.evict_before(keep, stride);
-        }
+        let evicted = if keep != i64::MIN {
+            ks.evict_before(keep, stride)
+        } else {
+            Evicted::Nothing
+        };
+        self.dirty
+            .entry(hash)
+            .and_modify(|d| d.touch(bucket, evicted))
+            .or_insert_with(|| Dirty::of(bucket, evicted));
         let i = ks.entry(bucket, stride, &plan.template);
         if i + 1 == ks.len(stride) {
             // The newest bucket (the in-order case): no later prefix to update.
@@ -261,12 +370,6 @@ impl Shard {
                 a.fold_other(ev, others);
             }
         }
-        self.events += 1;
-        self.since_sweep += 1;
-        if self.since_sweep >= SWEEP_EVERY {
-            self.sweep(plan);
-        }
-        Ingest::Applied
     }
 
     /// Drop expired buckets of every key, and keys left empty.
@@ -277,9 +380,20 @@ impl Shard {
             return;
         }
         let stride = plan.stride;
+        let (dirty, removed) = (&mut self.dirty, &mut self.removed);
         self.table.retain(|k| {
-            k.evict_before(keep, stride);
-            !k.is_empty(stride)
+            let evicted = k.evict_before(keep, stride);
+            if k.is_empty(stride) {
+                removed.push(std::mem::take(&mut k.parts));
+                return false;
+            }
+            if evicted != Evicted::Nothing {
+                dirty
+                    .entry(k.hash)
+                    .and_modify(|d| d.touch(i64::MAX, evicted))
+                    .or_insert_with(|| Dirty::of(i64::MAX, evicted));
+            }
+            true
         });
     }
 

@@ -26,6 +26,17 @@ use crate::tree::Tree;
 /// Words per entry before the numeric components: start and event count.
 pub const HEAD_WORDS: usize = 2;
 
+/// What [`KeyState::evict_before`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evicted {
+    /// No bucket was old enough.
+    Nothing,
+    /// Buckets expired: the sentinel moved, the other entries are unchanged.
+    Buckets,
+    /// Buckets expired and the buffer was compacted: every prefix was rebased.
+    Compacted,
+}
+
 /// The state of one group key in one query. Exactly one cache line, aligned to one, so a
 /// key-table probe touches one line for the whole header.
 #[derive(Debug, Clone)]
@@ -91,6 +102,7 @@ impl KeyState {
 
     /// The raw buffer, the sentinel's index and the per-bucket states (for checkpoints:
     /// kept exactly as held, so a restored key evolves bit for bit like the original).
+    /// Expired entries before the sentinel are never read again and come back as zeros.
     pub fn raw(&self) -> (Vec<f64>, usize, Vec<Vec<Other>>) {
         let others = match &self.others {
             Some(t) => (self.head as usize..t.len())
@@ -98,7 +110,36 @@ impl KeyState {
                 .collect(),
             None => Vec::new(),
         };
-        (self.buf.clone(), self.head as usize, others)
+        let mut buf = self.buf.clone();
+        let stride = buf.len() / self.ents.max(1) as usize;
+        buf[..self.head as usize * stride].fill(0.0);
+        (buf, self.head as usize, others)
+    }
+
+    /// Number of expired entries still held before the sentinel (they decide when the
+    /// buffer is next compacted, so persisted state keeps the count).
+    pub fn expired(&self) -> usize {
+        self.head as usize
+    }
+
+    /// The sentinel entry: `[start, event count, prefix components…]` before bucket 0.
+    pub fn sentinel(&self, stride: usize) -> &[f64] {
+        let o = self.head as usize * stride;
+        &self.buf[o..o + stride]
+    }
+
+    /// Entry of bucket i: `[start, event count, prefix components…]`.
+    pub fn entry_words(&self, i: usize, stride: usize) -> &[f64] {
+        let o = self.off(i, stride);
+        &self.buf[o..o + stride]
+    }
+
+    /// The non-invertible states of bucket i (empty when the plan has none).
+    pub fn others_of(&self, i: usize) -> &[Other] {
+        match &self.others {
+            Some(t) => t.leaf(self.head as usize + i),
+            None => &[],
+        }
     }
 
     /// Number of retained non-empty buckets.
@@ -211,17 +252,18 @@ impl KeyState {
         &mut self.buf[o + 1..o + stride]
     }
 
-    /// Drop buckets starting before `keep_from`.
+    /// Drop buckets starting before `keep_from`; says what changed (persisted state needs
+    /// to know: an eviction moves the sentinel, a compaction rebases every prefix).
     #[inline]
-    pub fn evict_before(&mut self, keep_from: i64, stride: usize) {
+    pub fn evict_before(&mut self, keep_from: i64, stride: usize) -> Evicted {
         if self.len(stride) == 0 || self.start(0, stride) >= keep_from {
-            return;
+            return Evicted::Nothing;
         }
-        self.evict_slow(keep_from, stride);
+        self.evict_slow(keep_from, stride)
     }
 
     #[inline(never)]
-    fn evict_slow(&mut self, keep_from: i64, stride: usize) {
+    fn evict_slow(&mut self, keep_from: i64, stride: usize) -> Evicted {
         let mut n = self.len(stride);
         while n > 0 && self.start(0, stride) < keep_from {
             if let Some(t) = &mut self.others {
@@ -232,7 +274,9 @@ impl KeyState {
         }
         if self.head > 0 && self.head as usize >= n {
             self.compact(stride);
+            return Evicted::Compacted;
         }
+        Evicted::Buckets
     }
 
     /// Remove expired entries and rebase the prefixes on zero.

@@ -69,7 +69,7 @@ fn describe() {
     describe_histogram!(
         "weir_checkpoint_duration_seconds",
         Unit::Seconds,
-        "Time to take and write one engine checkpoint"
+        "Time of one flush of the query state that changed (key-bucket rows) and the analytics"
     );
     describe_histogram!(
         "weir_log_flush_duration_seconds",
@@ -91,7 +91,15 @@ fn describe() {
         "Events not counted in results, by reason (late: below a query's retention, per query; denied: refused by a rule)"
     );
     describe_counter!("weir_decisions_total", "add_and_check decisions by outcome");
-    describe_counter!("weir_checkpoints_total", "Checkpoints written, by outcome");
+    describe_counter!("weir_checkpoints_total", "Query-state flushes, by outcome");
+    describe_gauge!(
+        "weir_state_keys_restored",
+        "Group keys loaded from the persisted query state on start"
+    );
+    describe_counter!(
+        "weir_state_rows_written_total",
+        "Rows of query state written by flushes (only keys that changed)"
+    );
     describe_counter!("weir_input_received_total", "Events received per input");
     describe_counter!("weir_input_accepted_total", "Events accepted per input");
     describe_counter!("weir_input_invalid_total", "Invalid events per input");

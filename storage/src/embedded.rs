@@ -42,7 +42,7 @@ use crate::record::{
 };
 use crate::{
     CatalogKind, EventIter, EventPage, EventQuery, LogRecord, MetaPrune, RangeQuery, RecordIter,
-    Result, Storage, StorageError, StoredEvent,
+    Result, StateIter, StateKeyWrite, Storage, StorageError, StoredEvent,
 };
 
 /// Most records in one log chunk.
@@ -74,6 +74,8 @@ pub struct EmbeddedStore {
     types: PartitionHandle,
     catalog: PartitionHandle,
     checkpoints: PartitionHandle,
+    /// Persisted query state: `scope \0 part key_len key bucket` → row (see [`state_key_prefix`]).
+    state: PartitionHandle,
     decisions: PartitionHandle,
     meta: PartitionHandle,
     next_decision: AtomicU64,
@@ -127,6 +129,7 @@ impl EmbeddedStore {
             types,
             catalog: part("catalog")?,
             checkpoints: part("checkpoints")?,
+            state: part("state")?,
             meta: part("meta")?,
             decisions,
             next_decision: AtomicU64::new(next_decision),
@@ -536,6 +539,76 @@ impl Storage for EmbeddedStore {
         }
     }
 
+    fn state_write(&self, scope: &str, part: u32, keys: &[StateKeyWrite]) -> Result<()> {
+        let mut batch = self.keyspace.batch();
+        for k in keys {
+            let prefix = state_key_prefix(scope, part, &k.key);
+            if k.delete_all || k.delete_through.is_some() {
+                let through = if k.delete_all {
+                    i64::MAX
+                } else {
+                    k.delete_through.unwrap_or(i64::MIN)
+                };
+                for kv in self.state.prefix(&prefix) {
+                    let (key, _) = kv.map_err(be)?;
+                    let bucket = bucket_from(&key[prefix.len()..])?;
+                    if !k.delete_all && bucket > through {
+                        break;
+                    }
+                    let doomed = k.delete_all || bucket != i64::MIN;
+                    if doomed && !k.rows.iter().any(|(b, _)| *b == bucket) {
+                        batch.remove(&self.state, key);
+                    }
+                }
+            }
+            for (bucket, value) in &k.rows {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&bucket_bytes(*bucket));
+                batch.insert(&self.state, key, value.as_slice());
+            }
+        }
+        batch.commit().map_err(be)
+    }
+
+    fn state_read(&self, scope: &str, part: u32) -> Result<StateIter<'_>> {
+        let mut prefix = scope.as_bytes().to_vec();
+        prefix.push(0);
+        prefix.extend_from_slice(&part.to_be_bytes());
+        let skip = prefix.len();
+        Ok(Box::new(self.state.prefix(prefix).map(move |kv| {
+            let (key, value) = kv.map_err(be)?;
+            let rest = &key[skip..];
+            let corrupt = || StorageError::Corrupt("bad state row key".into());
+            let len = u32::from_be_bytes(rest.get(..4).ok_or_else(corrupt)?.try_into().expect("4"))
+                as usize;
+            let k = rest.get(4..4 + len).ok_or_else(corrupt)?.to_vec();
+            let bucket = bucket_from(rest.get(4 + len..).ok_or_else(corrupt)?)?;
+            Ok((k, bucket, value.to_vec()))
+        })))
+    }
+
+    fn state_drop(&self, scope: &str, _parts: u32) -> Result<()> {
+        let mut prefix = scope.as_bytes().to_vec();
+        prefix.push(0);
+        // Deleted in batches, so a large scope never sits in memory at once.
+        loop {
+            let doomed: Vec<Slice> = self
+                .state
+                .prefix(&prefix)
+                .take(10_000)
+                .map(|kv| kv.map(|(k, _)| k).map_err(be))
+                .collect::<Result<_>>()?;
+            if doomed.is_empty() {
+                return Ok(());
+            }
+            let mut batch = self.keyspace.batch();
+            for k in doomed {
+                batch.remove(&self.state, k);
+            }
+            batch.commit().map_err(be)?;
+        }
+    }
+
     fn record_decision(&self, seq: u64, json: &[u8]) -> Result<()> {
         let n = self.next_decision.fetch_add(1, Ordering::Relaxed);
         let mut v = Vec::with_capacity(8 + json.len());
@@ -555,6 +628,30 @@ impl Storage for EmbeddedStore {
             })
             .collect()
     }
+}
+
+/// `scope \0 part key_len key`: every row of one key of a state scope's part, in bucket
+/// order (the bucket follows, see [`bucket_bytes`]).
+fn state_key_prefix(scope: &str, part: u32, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(scope.len() + 9 + key.len() + 8);
+    k.extend_from_slice(scope.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&part.to_be_bytes());
+    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// A bucket start as 8 bytes that sort like the signed number.
+fn bucket_bytes(bucket: i64) -> [u8; 8] {
+    ((bucket as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn bucket_from(bytes: &[u8]) -> Result<i64> {
+    let b: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StorageError::Corrupt("bad state row bucket".into()))?;
+    Ok((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
 }
 
 fn catalog_key(kind: CatalogKind, name: &str) -> Vec<u8> {

@@ -162,6 +162,26 @@ pub struct MetaPrune {
     pub kept: u64,
 }
 
+/// What to write for one group key of a query's persisted state (see `weir_engine::persist`):
+/// applied atomically, on its own, by every backend.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StateKeyWrite {
+    /// The encoded group key (empty for a shard's mark row).
+    pub key: Vec<u8>,
+    /// Remove every row of the key first, except the ones in `rows`.
+    pub delete_all: bool,
+    /// Remove the key's rows with `i64::MIN < bucket <= this`.
+    pub delete_through: Option<i64>,
+    /// Rows to upsert, as (bucket, value).
+    pub rows: Vec<(i64, Vec<u8>)>,
+}
+
+/// A row of persisted state read back: (key, bucket, value).
+pub type StateRow = (Vec<u8>, i64, Vec<u8>);
+/// An iterator over the state rows of one part: the rows of one key together, in bucket
+/// order.
+pub type StateIter<'a> = Box<dyn Iterator<Item = Result<StateRow>> + 'a>;
+
 /// An iterator over log records in seq order.
 pub type RecordIter<'a> = Box<dyn Iterator<Item = Result<LogRecord>> + 'a>;
 /// An iterator over stored events in (ts, seq) order.
@@ -243,6 +263,17 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The checkpoint with the highest seq, if any.
     fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>>;
+
+    /// Write rows of persisted state in `scope` (one query version), part `part` (a shard).
+    /// Each key's write is atomic on its own (the embedded store makes the whole call one
+    /// atomic batch). Like [`Storage::append`], durable after [`Storage::sync`].
+    fn state_write(&self, scope: &str, part: u32, keys: &[StateKeyWrite]) -> Result<()>;
+
+    /// Every row of `scope`'s part `part`: the rows of one key together, in bucket order.
+    fn state_read(&self, scope: &str, part: u32) -> Result<StateIter<'_>>;
+
+    /// Remove every row of `scope` (parts `0..parts`).
+    fn state_drop(&self, scope: &str, parts: u32) -> Result<()>;
 
     /// Record one decision (a JSON document) about the event `seq`. Several decisions may
     /// name the same seq (a read-only check names the last seq it saw).

@@ -34,6 +34,7 @@ use serde::Deserialize;
 use weir_core::Millis;
 
 mod schema;
+mod state;
 
 use schema::{create_schema, prepare, Prepared};
 
@@ -41,7 +42,7 @@ use crate::merge::MergeByTsSeq;
 use crate::record::{decode_record, encode_record};
 use crate::{
     CatalogKind, EventIter, EventPage, EventQuery, LogRecord, MetaPrune, RangeQuery, RecordIter,
-    Result, Storage, StorageError, StoredEvent,
+    Result, StateIter, StateKeyWrite, Storage, StorageError, StoredEvent,
 };
 
 /// Settings of the ScyllaDB backend.
@@ -529,6 +530,18 @@ impl Storage for ScyllaStore {
             (),
         )?;
         Ok(rows.into_iter().next().map(|(s, d)| (s as u64, d)))
+    }
+
+    fn state_write(&self, scope: &str, part: u32, keys: &[StateKeyWrite]) -> Result<()> {
+        self.state_write_impl(scope, part, keys)
+    }
+
+    fn state_read(&self, scope: &str, part: u32) -> Result<StateIter<'_>> {
+        self.state_read_impl(scope, part)
+    }
+
+    fn state_drop(&self, scope: &str, parts: u32) -> Result<()> {
+        self.state_drop_impl(scope, parts)
     }
 
     fn record_decision(&self, seq: u64, json: &[u8]) -> Result<()> {

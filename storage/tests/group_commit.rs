@@ -9,7 +9,7 @@ use weir_core::Event;
 use weir_storage::group_commit::Health;
 use weir_storage::{
     CatalogKind, EmbeddedStore, EventIter, EventPage, EventQuery, GroupCommit, LogRecord,
-    MetaPrune, RangeQuery, RecordIter, Result, Storage, StorageError,
+    MetaPrune, RangeQuery, RecordIter, Result, StateIter, StateKeyWrite, Storage, StorageError,
 };
 
 /// Wraps a store and counts `append` and `sync` calls; can be told to fail appends
@@ -77,6 +77,15 @@ impl Storage for Counting {
     }
     fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>> {
         self.inner.latest_checkpoint()
+    }
+    fn state_write(&self, scope: &str, part: u32, keys: &[StateKeyWrite]) -> Result<()> {
+        self.inner.state_write(scope, part, keys)
+    }
+    fn state_read(&self, scope: &str, part: u32) -> Result<StateIter<'_>> {
+        self.inner.state_read(scope, part)
+    }
+    fn state_drop(&self, scope: &str, parts: u32) -> Result<()> {
+        self.inner.state_drop(scope, parts)
     }
     fn record_decision(&self, seq: u64, json: &[u8]) -> Result<()> {
         self.inner.record_decision(seq, json)

@@ -37,6 +37,7 @@ pub(super) async fn create_schema(session: &Session, ks: &str, rf: u32) -> Resul
         format!("CREATE TABLE IF NOT EXISTS {ks}.catalog (kind text, name text, text text, PRIMARY KEY ((kind), name))"),
         format!("CREATE TABLE IF NOT EXISTS {ks}.checkpoints (k int, seq bigint, data blob, PRIMARY KEY ((k), seq)) WITH CLUSTERING ORDER BY (seq DESC)"),
         format!("CREATE TABLE IF NOT EXISTS {ks}.decisions (k int, at bigint, seq bigint, json blob, PRIMARY KEY ((k), at)) WITH CLUSTERING ORDER BY (at DESC) AND default_time_to_live = 2592000"),
+        super::state::create_table(ks),
     ];
     for s in stmts {
         session.query_unpaged(s, ()).await.map_err(sc)?;
