@@ -19,8 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
-use weir_analytics::{KeyIndex, StatsConfig, StatsSeries};
+
 use weir_core::shape::ShapeError;
 use weir_core::{Clock, Event, EventId, Schema, ShapeOptions};
 use weir_engine::Engine;
@@ -28,6 +27,7 @@ use weir_rules::{Decision, RuleSet};
 use weir_storage::{GroupCommit, LogRecord, Receipt, Storage, StorageError};
 
 use crate::config::ServeConfig;
+pub use crate::insights::Insights;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -52,47 +52,20 @@ pub struct App {
     /// JSON Schemas by event type; events of those types must satisfy them.
     pub schemas: RwLock<HashMap<String, Arc<Schema>>>,
     /// Backfills in progress, by query name.
-    pub backfills: crate::backfill::Backfills,
+    pub backfills: crate::backfills::Backfills,
     /// Field keys and 48 h stats of every accepted event (seeds 001, 003).
     pub insights: Mutex<Insights>,
     /// Stored definitions that could not be restored on start, by (kind, name): the reason.
     /// They stay in the catalogue (listed with status `error`) until replaced or dropped.
-    pub catalog_errors: crate::catalog::CatalogErrors,
+    pub catalog_errors: CatalogErrors,
     /// Per-rule, per-key decision counts for the Prometheus API.
-    pub decision_series: crate::api::prometheus::decisions::DecisionSeries,
+    pub decision_series: crate::decisions::DecisionSeries,
     /// Query state on disk: what is flushed, and where.
     pub persist: crate::state::StatePersist,
 }
 
-/// What the analytics routes keep about every accepted event; flushed with the query state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Insights {
-    /// Field names and their most frequent values, per type.
-    pub keys: KeyIndex,
-    /// Counts per type in time buckets over the last 48 h.
-    pub stats: StatsSeries,
-}
-
-impl Insights {
-    /// Empty insights with the configured stats granularity.
-    pub fn new(cfg: &ServeConfig) -> Self {
-        let stats = StatsSeries::new(StatsConfig {
-            granularity_ms: cfg.stats_granularity.as_millis().max(1) as i64,
-            ..StatsConfig::default()
-        })
-        .unwrap_or_default();
-        Self {
-            keys: KeyIndex::default(),
-            stats,
-        }
-    }
-
-    /// Count one accepted event.
-    pub fn observe(&mut self, event: &Event) {
-        self.keys.observe(event);
-        self.stats.observe(event);
-    }
-}
+/// Stored definitions that could not be restored, by (kind, name), with the reason.
+pub type CatalogErrors = Mutex<HashMap<(weir_storage::CatalogKind, String), String>>;
 
 /// Where the schemas are kept in the store's meta data.
 const SCHEMAS_KEY: &str = "schemas";
@@ -311,10 +284,9 @@ impl App {
         (self.last_seq(), insights)
     }
 
-    /// Wait until every event that has an id is durable in the log (state written after
-    /// this never includes an event the log could lose).
-    pub fn wait_durable(&self) -> anyhow::Result<()> {
-        self.flush_blocking()
+    /// Flush the query state that changed since the last flush (see [`crate::state`]).
+    pub fn flush_state(&self) -> anyhow::Result<()> {
+        self.persist.flush(self).map(|_| ())
     }
 
     /// Wait until every event that already has an id is queued for the log, then until the
@@ -323,5 +295,26 @@ impl App {
         drop(self.submitting.write());
         self.log.submit(Vec::new(), Vec::new()).wait_blocking()?;
         Ok(())
+    }
+}
+
+impl crate::state::StateHost for App {
+    fn store(&self) -> &dyn Storage {
+        self.store.as_ref()
+    }
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+    fn last_seq(&self) -> u64 {
+        App::last_seq(self)
+    }
+    fn wait_durable(&self) -> anyhow::Result<()> {
+        self.flush_blocking()
+    }
+    fn insights_snapshot(&self) -> (u64, Insights) {
+        App::insights_snapshot(self)
+    }
+    fn insights(&self) -> &Mutex<Insights> {
+        &self.insights
     }
 }

@@ -6,54 +6,17 @@
 //! reach the shadow live. Before reading, the log is flushed, so every event with an id below
 //! S is in the store. Each event is therefore counted exactly once across the swap.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use serde_json::{json, Value};
 use weir_engine::Shadow;
 use weir_query_lang::ast::Backfill;
 use weir_storage::{EventQuery, RangeQuery};
 
 use crate::app::App;
+use crate::backfills::Progress;
 
 /// Events handed to the engine at once.
 const CHUNK: usize = 4096;
-
-/// A backfill in progress, shown by `GET /api/queries/{name}`.
-#[derive(Debug, Clone)]
-pub struct Progress {
-    /// The new definition.
-    pub text: String,
-    /// Events replayed so far.
-    pub replayed: u64,
-    /// Events to replay (an upper bound: it counts the whole range).
-    pub total: u64,
-    /// When it started.
-    pub started: Instant,
-}
-
-impl Progress {
-    /// `status`, `progress` (0..1), events replayed, ETA in seconds.
-    pub fn json(&self) -> Value {
-        let progress = if self.total == 0 {
-            1.0
-        } else {
-            (self.replayed as f64 / self.total as f64).min(1.0)
-        };
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let eta = (progress > 0.0).then(|| elapsed * (1.0 - progress) / progress);
-        json!({
-            "status": "backfilling",
-            "progress": progress,
-            "replayed": self.replayed,
-            "total": self.total,
-            "eta_seconds": eta,
-        })
-    }
-}
-
-/// Backfills in progress by query name.
-pub type Backfills = parking_lot::Mutex<HashMap<String, Progress>>;
 
 /// The first event time to replay for `shadow` under `clause`, or `None` to replay nothing.
 /// Spans are measured back from `watermark`, the newest stored event of the shadow's source

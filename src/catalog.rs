@@ -3,8 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use axum::http::StatusCode;
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 use weir_query_lang::ast::{Ident, RuleSource, Source, Statement};
 use weir_query_lang::{
@@ -13,8 +11,8 @@ use weir_query_lang::{
 };
 use weir_storage::CatalogKind;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
+use crate::ddl::{DdlError, DdlResult};
 
 /// The engine's queries as the analyzer sees them.
 pub struct EngineCatalog<'a>(pub &'a App);
@@ -30,9 +28,6 @@ fn analyzer_config(app: &App) -> AnalyzerConfig {
         max_buckets_per_window: app.cfg.max_buckets_per_window,
     }
 }
-
-/// Stored definitions that could not be restored, by (kind, name), with the reason.
-pub type CatalogErrors = Mutex<HashMap<(CatalogKind, String), String>>;
 
 /// Something that reads a query: another query, or a rule.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -172,17 +167,16 @@ fn reads_query(analysis: &Analysis) -> Option<String> {
 }
 
 /// `409 Conflict`: `name` is read by `deps`.
-fn conflict(name: &str, deps: &[Dependent]) -> ApiError {
+fn conflict(name: &str, deps: &[Dependent]) -> DdlError {
     let list: Vec<String> = deps.iter().map(Dependent::describe).collect();
-    ApiError::new(
-        StatusCode::CONFLICT,
-        format!(
+    DdlError::Conflict {
+        message: format!(
             "query '{name}' is read by {}; drop them first, or use DROP QUERY {name} CASCADE \
              (DELETE /api/queries/{name}?cascade=true) to drop them too",
             list.join(", ")
         ),
-    )
-    .with("dependents", dependents_json(deps))
+        dependents: dependents_json(deps),
+    }
 }
 
 fn errored(app: &App, kind: CatalogKind, name: &str) -> bool {
@@ -201,7 +195,7 @@ fn errored_names(app: &App, kind: CatalogKind) -> Vec<String> {
 }
 
 /// Apply a DSL text: everything is parsed and checked first, so an error applies nothing.
-pub fn apply_text(app: &App, text: &str) -> ApiResult<Vec<Value>> {
+pub fn apply_text(app: &App, text: &str) -> DdlResult<Vec<Value>> {
     let statements = parse_and_analyze(text, &EngineCatalog(app), &analyzer_config(app))?;
     precheck(app, &statements)?;
     compile_check(app, &statements)?;
@@ -212,7 +206,7 @@ pub fn apply_text(app: &App, text: &str) -> ApiResult<Vec<Value>> {
     if statements.iter().any(|(s, _)| changes_state(s)) {
         // Queries are built from a backfill range, not from the whole log: a checkpoint now
         // keeps a restart from rebuilding them any other way.
-        crate::recovery::checkpoint(app).map_err(ApiError::internal)?;
+        app.flush_state().map_err(DdlError::internal)?;
     }
     Ok(results)
 }
@@ -220,7 +214,7 @@ pub fn apply_text(app: &App, text: &str) -> ApiResult<Vec<Value>> {
 /// Compile every created query against the engine before anything applies, so an error the
 /// compiler finds (with its position) refuses the whole text. A query reading a query that the
 /// same text creates is compiled when it is applied, after its source exists.
-fn compile_check(app: &App, statements: &[(Statement, Analysis)]) -> ApiResult<()> {
+fn compile_check(app: &App, statements: &[(Statement, Analysis)]) -> DdlResult<()> {
     let mut created: BTreeSet<&str> = BTreeSet::new();
     for (stmt, _) in statements {
         if let Statement::CreateQuery(q) = stmt {
@@ -231,7 +225,7 @@ fn compile_check(app: &App, statements: &[(Statement, Analysis)]) -> ApiResult<(
             if !reads_new {
                 app.engine
                     .check_query(&q.name.name, &q.select)
-                    .map_err(engine_error)?;
+                    .map_err(DdlError::from)?;
             }
             created.insert(&q.name.name);
         }
@@ -261,7 +255,7 @@ impl Catalog for Replaced<'_> {
 /// Names that exist or not, and what reads what, checked before anything is applied: a
 /// drop of a query something reads (without CASCADE), a replacement that would break what
 /// reads it, and a query that would read itself through others are refused.
-fn precheck(app: &App, statements: &[(Statement, Analysis)]) -> ApiResult<()> {
+fn precheck(app: &App, statements: &[(Statement, Analysis)]) -> DdlResult<()> {
     let mut queries: BTreeSet<String> = app.engine.query_names().into_iter().collect();
     queries.extend(errored_names(app, CatalogKind::Query));
     let mut rules: BTreeSet<String> = app.rules.rule_names().into_iter().collect();
@@ -269,11 +263,7 @@ fn precheck(app: &App, statements: &[(Statement, Analysis)]) -> ApiResult<()> {
     let mut graph = Graph::live(app);
     let mut shapes: HashMap<String, QueryShape> = HashMap::new();
     // A name that exists (or not) is a semantic error: 400 with the name's position.
-    let at = |name: &Ident, message: String| {
-        ApiError::bad_request(message)
-            .with("line", json!(name.span.line))
-            .with("column", json!(name.span.column))
-    };
+    let at = |name: &Ident, message: String| DdlError::at(message, name.span);
     for (stmt, analysis) in statements {
         match stmt {
             Statement::CreateQuery(q) if !q.or_replace() && queries.contains(&q.name.name) => {
@@ -365,7 +355,7 @@ fn check_replacement(
     name: &str,
     graph: &Graph,
     shapes: &HashMap<String, QueryShape>,
-) -> ApiResult<()> {
+) -> DdlResult<()> {
     if graph.direct(name).is_empty() {
         return Ok(());
     }
@@ -375,7 +365,7 @@ fn check_replacement(
     };
     let mut stored: HashMap<(CatalogKind, String), String> = HashMap::new();
     for kind in [CatalogKind::Query, CatalogKind::Rule] {
-        for (n, text) in app.store.catalog_list(kind).map_err(ApiError::internal)? {
+        for (n, text) in app.store.catalog_list(kind).map_err(DdlError::internal)? {
             stored.insert((kind, n), text);
         }
     }
@@ -421,20 +411,19 @@ fn check_replacement(
     if broken.is_empty() {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        format!(
+    Err(DdlError::Conflict {
+        message: format!(
             "replacing query '{name}' would break what reads it: {}; replace or drop them first",
             reasons.join("; ")
         ),
-    )
-    .with("dependents", dependents_json(&broken)))
+        dependents: dependents_json(&broken),
+    })
 }
 
 /// After query `name` was replaced, rebuild what reads it from its stored definition: a
 /// view compiled from its source's select, or a rule's own query over it, would otherwise
 /// keep the old meaning. (A rule `ON name` recompiles its condition by itself.)
-fn refresh_dependents(app: &App, name: &str) -> ApiResult<()> {
+fn refresh_dependents(app: &App, name: &str) -> DdlResult<()> {
     let deps = Graph::live(app).direct(name);
     if deps.is_empty() {
         return Ok(());
@@ -455,7 +444,7 @@ fn refresh_dependents(app: &App, name: &str) -> ApiResult<()> {
         let Some(text) = app
             .store
             .catalog_list(kind)
-            .map_err(ApiError::internal)?
+            .map_err(DdlError::internal)?
             .into_iter()
             .find_map(|(k, t)| (k == n).then_some(t))
         else {
@@ -473,26 +462,10 @@ fn refresh_dependents(app: &App, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// An engine or rules error as the API answers it: a query-language error keeps its line
-/// and column.
-pub fn engine_error(e: weir_engine::EngineError) -> ApiError {
-    match e {
-        weir_engine::EngineError::Query(q) => ApiError::from(q),
-        other => ApiError::bad_request(other.to_string()),
-    }
-}
-
-fn rules_error(e: weir_rules::RulesError) -> ApiError {
-    match e {
-        weir_rules::RulesError::Engine(e) => engine_error(e),
-        other => ApiError::bad_request(other.to_string()),
-    }
-}
-
 /// Apply one checked statement. `analysis` is the analyzer's result when the statement
 /// comes from a user (it is applied and persisted); None while restoring the catalogue
 /// (applied only).
-fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> ApiResult<Value> {
+fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> DdlResult<Value> {
     let persist = analysis.is_some();
     Ok(match stmt {
         Statement::CreateQuery(q) => {
@@ -503,21 +476,21 @@ fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> ApiRes
                 let shadow = app
                     .engine
                     .create_shadow(name, &q.select, &[], false, || app.next_seq())
-                    .map_err(engine_error)?;
+                    .map_err(DdlError::from)?;
                 let (shadow, n) =
                     crate::backfill::run(app, shadow, q.backfill, name, &stmt.to_string())
-                        .map_err(ApiError::internal)?;
+                        .map_err(DdlError::internal)?;
                 backfilled = n;
-                app.engine.promote(shadow).map_err(engine_error)?;
+                app.engine.promote(shadow).map_err(DdlError::from)?;
             } else {
                 app.engine
                     .create_query(&q.name.name, &q.select)
-                    .map_err(engine_error)?;
+                    .map_err(DdlError::from)?;
             }
             if persist {
                 app.store
                     .catalog_put(CatalogKind::Query, &q.name.name, &stmt.to_string())
-                    .map_err(ApiError::internal)?;
+                    .map_err(DdlError::internal)?;
                 app.catalog_errors
                     .lock()
                     .remove(&(CatalogKind::Query, q.name.name.clone()));
@@ -540,21 +513,21 @@ fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> ApiRes
                     let shadow = app
                         .rules
                         .prepare_owned(name, r, || app.next_seq())
-                        .map_err(rules_error)?;
+                        .map_err(DdlError::from)?;
                     let (shadow, n) =
                         crate::backfill::run(app, shadow, r.backfill, name, &stmt.to_string())
-                            .map_err(ApiError::internal)?;
+                            .map_err(DdlError::internal)?;
                     backfilled = n;
                     app.rules
                         .commit_rule(name, r, shadow)
-                        .map_err(rules_error)?;
+                        .map_err(DdlError::from)?;
                 }
-                _ => app.rules.create_rule(name, r).map_err(rules_error)?,
+                _ => app.rules.create_rule(name, r).map_err(DdlError::from)?,
             }
             if persist {
                 app.store
                     .catalog_put(CatalogKind::Rule, &r.name.name, &stmt.to_string())
-                    .map_err(ApiError::internal)?;
+                    .map_err(DdlError::internal)?;
                 app.catalog_errors
                     .lock()
                     .remove(&(CatalogKind::Rule, r.name.name.clone()));
@@ -566,10 +539,10 @@ fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> ApiRes
             json!({ "statement": "drop_rule", "name": n.name })
         }
         Statement::ShowQueries => {
-            json!({ "statement": "show_queries", "queries": query_definitions(app).map_err(ApiError::internal)? })
+            json!({ "statement": "show_queries", "queries": query_definitions(app).map_err(DdlError::internal)? })
         }
         Statement::ShowRules => {
-            json!({ "statement": "show_rules", "rules": rule_definitions(app).map_err(ApiError::internal)? })
+            json!({ "statement": "show_rules", "rules": rule_definitions(app).map_err(DdlError::internal)? })
         }
         Statement::Select(select) => {
             let rows = crate::oneshot::run(app, select, analysis)?;
@@ -581,13 +554,13 @@ fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> ApiRes
 /// Drop a query from the engine and the catalogue. If other queries or rules read it, the
 /// drop is refused (409 naming every one of them) unless `cascade`, which drops them first;
 /// returns what was dropped besides the query. A stored definition in error is just deleted.
-pub fn drop_query(app: &App, name: &str, cascade: bool) -> ApiResult<Vec<Dependent>> {
+pub fn drop_query(app: &App, name: &str, cascade: bool) -> DdlResult<Vec<Dependent>> {
     if app.engine.query(name).is_none() && errored(app, CatalogKind::Query, name) {
         delete_stored(app, CatalogKind::Query, name)?;
         return Ok(Vec::new());
     }
     if !app.engine.query_names().iter().any(|q| q == name) {
-        return Err(ApiError::not_found(format!("no query named '{name}'")));
+        return Err(DdlError::NotFound(format!("no query named '{name}'")));
     }
     let deps = Graph::live(app).closure(name);
     if !deps.is_empty() && !cascade {
@@ -599,14 +572,14 @@ pub fn drop_query(app: &App, name: &str, cascade: bool) -> ApiResult<Vec<Depende
             Dependent::Query(q) => {
                 app.engine
                     .drop_query(q)
-                    .map_err(|e| ApiError::not_found(e.to_string()))?;
+                    .map_err(|e| DdlError::NotFound(e.to_string()))?;
                 delete_stored(app, CatalogKind::Query, q)?;
             }
         }
     }
     app.engine
         .drop_query(name)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
+        .map_err(|e| DdlError::NotFound(e.to_string()))?;
     delete_stored(app, CatalogKind::Query, name)?;
     if !deps.is_empty() {
         tracing::info!(query = name, dropped = ?deps, "query dropped with what read it (CASCADE)");
@@ -614,22 +587,22 @@ pub fn drop_query(app: &App, name: &str, cascade: bool) -> ApiResult<Vec<Depende
     Ok(deps)
 }
 
-fn delete_stored(app: &App, kind: CatalogKind, name: &str) -> ApiResult<()> {
+fn delete_stored(app: &App, kind: CatalogKind, name: &str) -> DdlResult<()> {
     app.store
         .catalog_delete(kind, name)
-        .map_err(ApiError::internal)?;
+        .map_err(DdlError::internal)?;
     app.catalog_errors.lock().remove(&(kind, name.to_string()));
     Ok(())
 }
 
 /// Drop a rule (and the query it owns) from the engine and the catalogue.
-pub fn drop_rule(app: &App, name: &str) -> ApiResult<()> {
+pub fn drop_rule(app: &App, name: &str) -> DdlResult<()> {
     if !app.rules.rule_names().iter().any(|r| r == name) && errored(app, CatalogKind::Rule, name) {
         return delete_stored(app, CatalogKind::Rule, name);
     }
     app.rules
         .drop_rule(name)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
+        .map_err(|e| DdlError::NotFound(e.to_string()))?;
     delete_stored(app, CatalogKind::Rule, name)
 }
 
@@ -662,7 +635,7 @@ pub fn query_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
     Ok(list)
 }
 
-fn with_progress(mut v: Value, p: &crate::backfill::Progress) -> Value {
+fn with_progress(mut v: Value, p: &crate::backfills::Progress) -> Value {
     if let (Value::Object(o), Value::Object(extra)) = (&mut v, p.json()) {
         o.extend(extra);
     }
@@ -782,11 +755,7 @@ pub fn restore(app: &App) -> anyhow::Result<Vec<Statement>> {
             match apply_one(app, &stmt, None) {
                 Ok(_) => restored.push(stmt),
                 Err(e) => {
-                    let reason = e.body["error"]
-                        .as_str()
-                        .unwrap_or("unknown error")
-                        .to_string();
-                    errors.push((key, reason));
+                    errors.push((key, e.to_string()));
                 }
             }
         }

@@ -8,10 +8,14 @@
 //! - [`app`]: shared state and the path every event takes.
 //! - [`api`]: the HTTP routes.
 //! - [`catalog`]: applying DSL statements, and restoring them on start.
-//! - [`recovery`]: start and stop: restore the persisted state, replay the log after it.
+//! - [`server`]: `weir serve`, the composition root: config → storage → engine → inputs → HTTP.
+//! - [`recovery`]: restore the persisted state and replay the log after it; periodic flushes.
 //! - [`state`]: query state flushed incrementally as key-bucket rows, and restored.
 //! - [`backfill`]: rebuilding created or replaced queries from stored events.
 //! - [`oneshot`]: bare SELECTs over stored events.
+//! - [`ddl`]: what statements fail with, apart from HTTP.
+//! - [`shapes`]: JSON shapes shared by the API and statement results.
+//! - [`insights`], [`backfills`], [`decisions`]: what the app keeps besides the engine.
 //! - [`sink`]: the inputs (UDP, AMQP, Kafka) feeding the app.
 //! - [`client`]: the client subcommands (on the `weir-client` crate).
 //! - [`progress`]: progress bars of the client subcommands.
@@ -21,14 +25,20 @@
 mod api;
 mod app;
 mod backfill;
+mod backfills;
 mod bench;
 mod catalog;
 mod client;
 mod config;
+mod ddl;
+mod decisions;
 mod gen;
+mod insights;
 mod oneshot;
 mod progress;
 mod recovery;
+mod server;
+mod shapes;
 mod sink;
 mod state;
 
@@ -184,7 +194,7 @@ fn main() -> anyhow::Result<()> {
             {
                 cfg.kafka = Some(weir_inputs::KafkaConfig::new(b, t, g));
             }
-            rt.block_on(recovery::serve(cfg))
+            rt.block_on(server::serve(cfg))
         }
         Command::Apply { file, text, url } => rt.block_on(client::apply(&url, file, text)),
         Command::Send { file, batch, url } => rt.block_on(client::send(&url, file, batch)),

@@ -14,20 +14,21 @@ use weir_query_lang::ast::{Select, Source};
 use weir_query_lang::{Analysis, ColumnKind};
 use weir_storage::RangeQuery;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
+use crate::ddl::{DdlError, DdlResult};
 
 /// Run `select` (analysed as `analysis`) over the stored events of its source.
-pub fn run(app: &App, select: &Select, analysis: Option<&Analysis>) -> ApiResult<Vec<Value>> {
+pub fn run(app: &App, select: &Select, analysis: Option<&Analysis>) -> DdlResult<Vec<Value>> {
     let types: Vec<String> = match &select.from {
         Source::AllEvents(_) => Vec::new(),
         Source::Named { name, window } => {
             if window.is_some() || app.engine.query(&name.name).is_some() {
-                return Err(ApiError::bad_request(format!(
-                    "a one-shot query reads stored events; read query '{name}' through GET /api/queries/{name}/result"
-                ))
-                .with("line", json!(name.span.line))
-                .with("column", json!(name.span.column)));
+                return Err(DdlError::at(
+                    format!(
+                        "a one-shot query reads stored events; read query '{name}' through GET /api/queries/{name}/result"
+                    ),
+                    name.span,
+                ));
             }
             vec![name.name.clone()]
         }
@@ -46,13 +47,9 @@ pub fn run(app: &App, select: &Select, analysis: Option<&Analysis>) -> ApiResult
 }
 
 /// The matching events themselves (a select without grouping or aggregates).
-fn events(app: &App, select: &Select, a: &Analysis, scan: &RangeQuery) -> ApiResult<Vec<Value>> {
+fn events(app: &App, select: &Select, a: &Analysis, scan: &RangeQuery) -> DdlResult<Vec<Value>> {
     let compile = |e: &weir_query_lang::ast::Expr| {
-        weir_engine::plan::event_expr(e).map_err(|err| {
-            ApiError::bad_request(err.to_string())
-                .with("line", json!(e.span.line))
-                .with("column", json!(e.span.column))
-        })
+        weir_engine::plan::event_expr(e).map_err(|err| DdlError::at(err.to_string(), e.span))
     };
     let filter = select.where_clause.as_ref().map(compile).transpose()?;
     let mut columns: Vec<(String, Option<EventExpr>)> = Vec::new();
@@ -68,8 +65,8 @@ fn events(app: &App, select: &Select, a: &Analysis, scan: &RangeQuery) -> ApiRes
     if limit == 0 {
         return Ok(rows);
     }
-    for record in app.store.scan_range(scan).map_err(ApiError::internal)? {
-        let record = record.map_err(ApiError::internal)?;
+    for record in app.store.scan_range(scan).map_err(DdlError::internal)? {
+        let record = record.map_err(DdlError::internal)?;
         let ev = &record.event;
         if !filter.as_ref().is_none_or(|f| f.eval(ev).truthy()) {
             continue;
@@ -97,7 +94,7 @@ fn events(app: &App, select: &Select, a: &Analysis, scan: &RangeQuery) -> ApiRes
 }
 
 /// A grouped or aggregated select, run in a throwaway engine over every stored event.
-fn aggregated(app: &App, select: &Select, scan: &RangeQuery) -> ApiResult<Vec<Value>> {
+fn aggregated(app: &App, select: &Select, scan: &RangeQuery) -> DdlResult<Vec<Value>> {
     let engine = Engine::new(EngineConfig {
         shards: 1,
         default_grace_ms: i64::MAX / 4,
@@ -105,10 +102,10 @@ fn aggregated(app: &App, select: &Select, scan: &RangeQuery) -> ApiResult<Vec<Va
     });
     engine
         .create_query("oneshot", select)
-        .map_err(crate::catalog::engine_error)?;
-    let events = app.store.scan_range(scan).map_err(ApiError::internal)?;
+        .map_err(DdlError::from)?;
+    let events = app.store.scan_range(scan).map_err(DdlError::internal)?;
     for record in events {
-        let record = record.map_err(ApiError::internal)?;
+        let record = record.map_err(DdlError::internal)?;
         engine.apply(&record.event, || record.seq);
     }
     let rows = engine
@@ -120,9 +117,6 @@ fn aggregated(app: &App, select: &Select, scan: &RangeQuery) -> ApiResult<Vec<Va
                 ..Default::default()
             },
         )
-        .map_err(crate::catalog::engine_error)?;
-    Ok(rows
-        .into_iter()
-        .map(crate::api::queries::row_json)
-        .collect())
+        .map_err(DdlError::from)?;
+    Ok(rows.into_iter().map(crate::shapes::row_json).collect())
 }

@@ -23,7 +23,27 @@ use weir_engine::persist::MARK_KEY;
 use weir_engine::QueryRt;
 use weir_storage::{StateKeyWrite, Storage};
 
-use crate::app::{App, Insights};
+use parking_lot::Mutex as PlMutex;
+use weir_engine::Engine;
+
+use crate::insights::Insights;
+
+/// What persisting the query state needs from the server.
+pub trait StateHost {
+    /// The store.
+    fn store(&self) -> &dyn Storage;
+    /// The engine.
+    fn engine(&self) -> &Engine;
+    /// The highest event id handed out so far.
+    fn last_seq(&self) -> u64;
+    /// Wait until every event that has an id is durable in the log (state written after
+    /// this never includes an event the log could lose).
+    fn wait_durable(&self) -> anyhow::Result<()>;
+    /// A copy of the insights and the highest event id they include.
+    fn insights_snapshot(&self) -> (u64, Insights);
+    /// The live insights.
+    fn insights(&self) -> &PlMutex<Insights>;
+}
 
 const META_QUERY: &str = "state/q/";
 const META_GEN: &str = "state/generation";
@@ -109,7 +129,7 @@ impl StatePersist {
     /// Write what changed since the last flush: the rows of changed keys of every query, then
     /// each shard's mark, then the analytics. Events are not held while it runs (each shard is
     /// locked only to copy a chunk of keys).
-    pub fn flush(&self, app: &App) -> anyhow::Result<Flushed> {
+    pub fn flush(&self, app: &dyn StateHost) -> anyhow::Result<Flushed> {
         let started = Instant::now();
         let result = self.flush_inner(app);
         let outcome = if result.is_ok() { "ok" } else { "error" };
@@ -123,11 +143,11 @@ impl StatePersist {
         result
     }
 
-    fn flush_inner(&self, app: &App) -> anyhow::Result<Flushed> {
+    fn flush_inner(&self, app: &dyn StateHost) -> anyhow::Result<Flushed> {
         let mut versions = self.versions.lock();
-        let store = app.store.as_ref();
+        let store = app.store();
         let (insights_seq, insights) = app.insights_snapshot();
-        let queries = app.engine.persisted_queries();
+        let queries = app.engine().persisted_queries();
         let mut flushed = Flushed::default();
         for q in &queries {
             if let std::collections::hash_map::Entry::Vacant(e) = versions.entry(q.id) {
@@ -172,7 +192,7 @@ impl StatePersist {
                 forget_state(store, &v.name, &v.scope)?;
             }
             if read_state(store, &v.name)?.is_none_or(|s| s.scope != v.scope) {
-                store.state_drop(&v.scope, app.cfg.shards as u32)?;
+                store.state_drop(&v.scope, app.engine().config().shards as u32)?;
             }
             versions.remove(&id);
         }
@@ -188,14 +208,14 @@ impl StatePersist {
 
     /// Load every query's persisted state (shards in parallel) and the analytics; say where
     /// the replay of the log starts and which queries must be rebuilt.
-    pub fn restore(&self, app: &App) -> anyhow::Result<Restored> {
-        let store = app.store.as_ref();
+    pub fn restore(&self, app: &dyn StateHost) -> anyhow::Result<Restored> {
+        let store = app.store();
         let mut out = Restored::default();
         let mut from = 0;
         if let Some(bytes) = store.meta_get(META_INSIGHTS)? {
             let doc: InsightsDoc =
                 serde_json::from_slice(&bytes).context("reading the stored analytics")?;
-            let mut insights = app.insights.lock();
+            let mut insights = app.insights().lock();
             if doc.insights.stats.config().granularity_ms == insights.stats.config().granularity_ms
             {
                 *insights = doc.insights;
@@ -209,7 +229,7 @@ impl StatePersist {
             from = doc.seq;
         }
         let mut versions = self.versions.lock();
-        for q in app.engine.persisted_queries() {
+        for q in app.engine().persisted_queries() {
             let state = read_state(store, &q.name)?
                 .filter(|s| s.shape == q.plan.shape && s.shards == q.shards.len());
             let Some(state) = state else {
@@ -255,8 +275,8 @@ fn next_generation(store: &dyn Storage) -> anyhow::Result<u64> {
 
 /// Capture every shard of `q`, wait until the log holds every event the capture includes,
 /// write the keys, then the marks.
-fn flush_query(app: &App, q: &Arc<QueryRt>, scope: &str) -> anyhow::Result<Flushed> {
-    let store = app.store.as_ref();
+fn flush_query(app: &dyn StateHost, q: &Arc<QueryRt>, scope: &str) -> anyhow::Result<Flushed> {
+    let store = app.store();
     let captures: Vec<_> = (0..q.shards.len())
         .map(|s| q.capture_shard(s, &|| app.last_seq()))
         .collect();

@@ -52,6 +52,29 @@ impl From<weir_query_lang::QueryError> for ApiError {
     }
 }
 
+impl From<crate::ddl::DdlError> for ApiError {
+    fn from(e: crate::ddl::DdlError) -> Self {
+        use crate::ddl::DdlError as D;
+        match e {
+            D::Language(q) => q.into(),
+            D::At {
+                message,
+                line,
+                column,
+            } => ApiError::bad_request(message)
+                .with("line", json!(line))
+                .with("column", json!(column)),
+            D::Invalid(m) => ApiError::bad_request(m),
+            D::Conflict {
+                message,
+                dependents,
+            } => ApiError::new(StatusCode::CONFLICT, message).with("dependents", dependents),
+            D::NotFound(m) => ApiError::not_found(m),
+            D::Internal(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(r: axum::extract::rejection::BytesRejection) -> Self {
         let status = r.status();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use weir_engine::ReadRequest;
 
 use super::error::{ApiError, ApiResult};
@@ -209,24 +209,10 @@ pub async fn result(
 /// from which rows are complete (windows ending earlier reach below the retained buckets and
 /// are left out; null while every window is complete).
 pub fn answer_json(answer: weir_engine::Answer) -> Value {
-    let rows: Vec<Value> = answer.rows.into_iter().map(row_json).collect();
+    let rows: Vec<Value> = answer
+        .rows
+        .into_iter()
+        .map(crate::shapes::row_json)
+        .collect();
     json!({ "rows": rows, "complete_from": answer.complete_from })
-}
-
-/// One result row as the API answers it (SPEC section 13): `key`, `values`, and either
-/// `bucket_start` (series) or `window_start`/`window_end` (sliding windows).
-pub fn row_json(r: weir_engine::Row) -> Value {
-    let mut o = Map::new();
-    o.insert("key".into(), Value::Object(r.key));
-    o.insert("values".into(), Value::Object(r.values));
-    for (k, t) in [
-        ("bucket_start", r.bucket_start),
-        ("window_start", r.window_start),
-        ("window_end", r.window_end),
-    ] {
-        if let Some(t) = t {
-            o.insert(k.into(), json!(t));
-        }
-    }
-    Value::Object(o)
 }

@@ -6,7 +6,7 @@
 //! # Layout
 //! - [`params`]: query-string and form parameters, times, step widths, `match[]`.
 //! - [`source`]: series naming and where samples come from ([`source::WeirSource`]).
-//! - [`decisions`]: per-rule, per-key decision counters kept as series.
+//! - `crate::decisions`: per-rule, per-key decision counters kept as series.
 //! - [`eval`]: PromQL evaluation (parsed by the `promql-parser` crate).
 //! - [`render`]: the JSON envelope, errors and value shapes.
 

@@ -1,6 +1,6 @@
 //! Where PromQL selectors get their samples: the series model ([`Labels`], [`SeriesSource`])
 //! and its implementation over the running server ([`WeirSource`]): every result column of
-//! every query per group key, plus the rule-decision series of [`super::decisions`].
+//! every query per group key, plus the rule-decision series of [`crate::decisions`].
 //!
 //! # Series naming (stable)
 //! A query `q` with a column `c` gives, per group key, the series
@@ -28,9 +28,9 @@ use promql_parser::label::Matcher;
 use serde_json::{Map, Value};
 use weir_engine::{ReadRequest, Row};
 
-use super::decisions::DecisionSeries;
 use super::render::PromError;
 use crate::app::App;
+use crate::decisions::DecisionSeries;
 
 /// A series' labels, `__name__` included, sorted by name.
 pub type Labels = BTreeMap<String, String>;
@@ -292,7 +292,7 @@ impl SeriesSource for WeirSource<'_> {
                 }
             }
         }
-        out.extend(self.decisions.select(matchers, times));
+        out.extend(super::decisions::select(self.decisions, matchers, times));
         Ok(out)
     }
 
@@ -319,7 +319,7 @@ impl SeriesSource for WeirSource<'_> {
                 }
             }
         }
-        out.extend(self.decisions.series(matchers, from, to));
+        out.extend(super::decisions::series(self.decisions, matchers, from, to));
         Ok(out)
     }
 }
