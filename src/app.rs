@@ -32,36 +32,36 @@ pub use crate::insights::Insights;
 /// Everything a request handler needs.
 pub struct App {
     /// The configuration the server runs with.
-    pub cfg: ServeConfig,
+    cfg: ServeConfig,
     /// Queries and their incremental state.
-    pub engine: Arc<Engine>,
+    engine: Arc<Engine>,
     /// Rules on top of the engine.
-    pub rules: RuleSet,
+    rules: RuleSet,
     /// The store (event log, catalogue, checkpoints).
-    pub store: Arc<dyn Storage>,
+    store: Arc<dyn Storage>,
     /// The group-commit writer in front of the store's event log.
-    pub log: GroupCommit,
+    log: GroupCommit,
     /// The next event id to hand out.
     next_seq: AtomicU64,
     /// Held (shared) from an event getting its id until its record is queued for the log.
     submitting: RwLock<()>,
     /// Wall clock.
-    pub clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
     /// Serialises DSL statements so catalogue and engine change together.
-    pub statements: tokio::sync::Mutex<()>,
+    statements: tokio::sync::Mutex<()>,
     /// JSON Schemas by event type; events of those types must satisfy them.
-    pub schemas: RwLock<HashMap<String, Arc<Schema>>>,
+    schemas: RwLock<HashMap<String, Arc<Schema>>>,
     /// Backfills in progress, by query name.
-    pub backfills: crate::backfills::Backfills,
+    backfills: crate::backfills::Backfills,
     /// Field keys and 48 h stats of every accepted event (seeds 001, 003).
-    pub insights: Mutex<Insights>,
+    insights: Mutex<Insights>,
     /// Stored definitions that could not be restored on start, by (kind, name): the reason.
     /// They stay in the catalogue (listed with status `error`) until replaced or dropped.
-    pub catalog_errors: CatalogErrors,
+    catalog_errors: CatalogErrors,
     /// Per-rule, per-key decision counts for the Prometheus API.
-    pub decision_series: crate::decisions::DecisionSeries,
+    decision_series: crate::decisions::DecisionSeries,
     /// Query state on disk: what is flushed, and where.
-    pub persist: crate::state::StatePersist,
+    persist: crate::state::StatePersist,
 }
 
 /// Stored definitions that could not be restored, by (kind, name), with the reason.
@@ -81,6 +81,67 @@ pub struct Checked {
 }
 
 impl App {
+    /// The configuration the server runs with.
+    pub fn cfg(&self) -> &ServeConfig {
+        &self.cfg
+    }
+
+    /// Queries and their incremental state.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Rules on top of the engine.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The store (event log, catalogue, persisted state).
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        &self.store
+    }
+
+    /// The group-commit writer in front of the store's event log.
+    pub fn log(&self) -> &GroupCommit {
+        &self.log
+    }
+
+    /// Wall clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Backfills in progress, by query name.
+    pub fn backfills(&self) -> &crate::backfills::Backfills {
+        &self.backfills
+    }
+
+    /// Field keys and stats of every accepted event.
+    pub fn insights(&self) -> &Mutex<Insights> {
+        &self.insights
+    }
+
+    /// JSON Schemas by event type.
+    pub fn schemas(&self) -> &RwLock<HashMap<String, Arc<Schema>>> {
+        &self.schemas
+    }
+
+    /// Stored definitions that could not be restored on start, by (kind, name).
+    pub fn catalog_errors(&self) -> &CatalogErrors {
+        &self.catalog_errors
+    }
+
+    /// Per-rule, per-key decision counts for the Prometheus API.
+    pub fn decision_series(&self) -> &crate::decisions::DecisionSeries {
+        &self.decision_series
+    }
+
+    /// Take the statement lock: DSL statements apply one at a time, so the catalogue and the
+    /// engine change together (taken by `catalog::apply` and the drops).
+    pub async fn lock_statements(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.statements.lock().await
+    }
+
     /// Assemble the state; `last_seq` is the highest event id already in the log.
     pub fn new(
         cfg: ServeConfig,
@@ -282,6 +343,11 @@ impl App {
         let _gate = self.submitting.write();
         let insights = self.insights.lock().clone();
         (self.last_seq(), insights)
+    }
+
+    /// Load the persisted query state and the analytics (on start; see [`crate::state`]).
+    pub fn restore_state(&self) -> anyhow::Result<crate::state::Restored> {
+        self.persist.restore(self)
     }
 
     /// Flush the query state that changed since the last flush (see [`crate::state`]).

@@ -42,7 +42,7 @@ fn replays(shadow: &Shadow, clause: Backfill) -> bool {
 /// and the default backfill span are measured from.
 fn source_watermark(app: &App, shadow: &Shadow) -> anyhow::Result<Option<i64>> {
     let types = shadow.source_types().unwrap_or_default();
-    Ok(app.store.newest_event_ts("default", "default", &types)?)
+    Ok(app.store().newest_event_ts("default", "default", &types)?)
 }
 
 /// Replay the stored events of `shadow`'s range into it; `shown_as` is the name progress is
@@ -68,7 +68,7 @@ pub fn run(
     match replayed {
         Ok(n) => Ok((shadow, n)),
         Err(e) => {
-            app.engine.abort(shadow);
+            app.engine().abort(shadow);
             Err(e)
         }
     }
@@ -84,7 +84,7 @@ fn replay(
 ) -> anyhow::Result<u64> {
     let types = shadow.source_types().unwrap_or_default();
     let total = app
-        .store
+        .store()
         .scan(&EventQuery {
             account: "default".into(),
             project: "default".into(),
@@ -96,7 +96,7 @@ fn replay(
             limit: 0,
         })?
         .total;
-    app.backfills.lock().insert(
+    app.backfills().lock().insert(
         shown_as.to_string(),
         Progress {
             text: text.to_string(),
@@ -115,26 +115,26 @@ fn replay(
         };
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut replayed = 0;
-        for stored in app.store.scan_range(&range)? {
+        for stored in app.store().scan_range(&range)? {
             let stored = stored?;
             if stored.seq >= shadow.boundary() {
                 continue;
             }
             chunk.push((stored.seq, stored.event));
             if chunk.len() == CHUNK {
-                app.engine.backfill(shadow, &chunk);
+                app.engine().backfill(shadow, &chunk);
                 replayed += chunk.len() as u64;
                 chunk.clear();
-                if let Some(p) = app.backfills.lock().get_mut(shown_as) {
+                if let Some(p) = app.backfills().lock().get_mut(shown_as) {
                     p.replayed = replayed;
                 }
             }
         }
-        app.engine.backfill(shadow, &chunk);
+        app.engine().backfill(shadow, &chunk);
         replayed += chunk.len() as u64;
         Ok(replayed)
     })();
-    let progress = app.backfills.lock().remove(shown_as);
+    let progress = app.backfills().lock().remove(shown_as);
     let replayed = result?;
     if let Some(p) = progress {
         tracing::info!(

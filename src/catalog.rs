@@ -2,6 +2,7 @@
 //! and on start the catalogue is replayed into a fresh engine.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use weir_query_lang::ast::{Ident, RuleSource, Source, Statement};
@@ -19,13 +20,13 @@ pub struct EngineCatalog<'a>(pub &'a App);
 
 impl Catalog for EngineCatalog<'_> {
     fn query(&self, name: &str) -> Option<QueryShape> {
-        self.0.engine.query_shape(name)
+        self.0.engine().query_shape(name)
     }
 }
 
 fn analyzer_config(app: &App) -> AnalyzerConfig {
     AnalyzerConfig {
-        max_buckets_per_window: app.cfg.max_buckets_per_window,
+        max_buckets_per_window: app.cfg().max_buckets_per_window,
     }
 }
 
@@ -72,14 +73,14 @@ impl Graph {
     /// The running catalogue.
     fn live(app: &App) -> Graph {
         let mut g = Graph::default();
-        for q in app.engine.query_names() {
-            if let Some(up) = app.engine.upstream_of(&q) {
+        for q in app.engine().query_names() {
+            if let Some(up) = app.engine().upstream_of(&q) {
                 g.queries.insert(q, up);
             }
         }
-        for r in app.rules.rules() {
+        for r in app.rules().rules() {
             let reads = if r.owns_query {
-                app.engine.upstream_of(&r.query)
+                app.engine().upstream_of(&r.query)
             } else {
                 Some(r.query.clone())
             };
@@ -180,13 +181,13 @@ fn conflict(name: &str, deps: &[Dependent]) -> DdlError {
 }
 
 fn errored(app: &App, kind: CatalogKind, name: &str) -> bool {
-    app.catalog_errors
+    app.catalog_errors()
         .lock()
         .contains_key(&(kind, name.to_string()))
 }
 
 fn errored_names(app: &App, kind: CatalogKind) -> Vec<String> {
-    app.catalog_errors
+    app.catalog_errors()
         .lock()
         .keys()
         .filter(|(k, _)| *k == kind)
@@ -194,7 +195,30 @@ fn errored_names(app: &App, kind: CatalogKind) -> Vec<String> {
         .collect()
 }
 
+/// Apply a DSL text under the statement lock (statements apply one at a time, so the
+/// catalogue and the engine change together), on a blocking thread.
+pub async fn apply(app: &Arc<App>, text: String) -> DdlResult<Vec<Value>> {
+    let _guard = app.lock_statements().await;
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || apply_text(&app, &text))
+        .await
+        .map_err(DdlError::internal)?
+}
+
+/// `DROP QUERY name [CASCADE]` under the statement lock: what was dropped with it.
+pub async fn drop_query(app: &App, name: &str, cascade: bool) -> DdlResult<Vec<Dependent>> {
+    let _guard = app.lock_statements().await;
+    drop_query_now(app, name, cascade)
+}
+
+/// `DROP RULE name` under the statement lock.
+pub async fn drop_rule(app: &App, name: &str) -> DdlResult<()> {
+    let _guard = app.lock_statements().await;
+    drop_rule_now(app, name)
+}
+
 /// Apply a DSL text: everything is parsed and checked first, so an error applies nothing.
+/// The caller holds the statement lock (see [`apply`]).
 pub fn apply_text(app: &App, text: &str) -> DdlResult<Vec<Value>> {
     let statements = parse_and_analyze(text, &EngineCatalog(app), &analyzer_config(app))?;
     precheck(app, &statements)?;
@@ -223,7 +247,7 @@ fn compile_check(app: &App, statements: &[(Statement, Analysis)]) -> DdlResult<(
                 _ => false,
             };
             if !reads_new {
-                app.engine
+                app.engine()
                     .check_query(&q.name.name, &q.select)
                     .map_err(DdlError::from)?;
             }
@@ -256,9 +280,9 @@ impl Catalog for Replaced<'_> {
 /// drop of a query something reads (without CASCADE), a replacement that would break what
 /// reads it, and a query that would read itself through others are refused.
 fn precheck(app: &App, statements: &[(Statement, Analysis)]) -> DdlResult<()> {
-    let mut queries: BTreeSet<String> = app.engine.query_names().into_iter().collect();
+    let mut queries: BTreeSet<String> = app.engine().query_names().into_iter().collect();
     queries.extend(errored_names(app, CatalogKind::Query));
-    let mut rules: BTreeSet<String> = app.rules.rule_names().into_iter().collect();
+    let mut rules: BTreeSet<String> = app.rules().rule_names().into_iter().collect();
     rules.extend(errored_names(app, CatalogKind::Rule));
     let mut graph = Graph::live(app);
     let mut shapes: HashMap<String, QueryShape> = HashMap::new();
@@ -365,7 +389,7 @@ fn check_replacement(
     };
     let mut stored: HashMap<(CatalogKind, String), String> = HashMap::new();
     for kind in [CatalogKind::Query, CatalogKind::Rule] {
-        for (n, text) in app.store.catalog_list(kind).map_err(DdlError::internal)? {
+        for (n, text) in app.store().catalog_list(kind).map_err(DdlError::internal)? {
             stored.insert((kind, n), text);
         }
     }
@@ -429,7 +453,7 @@ fn refresh_dependents(app: &App, name: &str) -> DdlResult<()> {
         return Ok(());
     }
     let on_rules: BTreeSet<String> = app
-        .rules
+        .rules()
         .rules()
         .into_iter()
         .filter(|r| !r.owns_query)
@@ -442,7 +466,7 @@ fn refresh_dependents(app: &App, name: &str) -> DdlResult<()> {
             Dependent::Query(q) => (CatalogKind::Query, q.clone()),
         };
         let Some(text) = app
-            .store
+            .store()
             .catalog_list(kind)
             .map_err(DdlError::internal)?
             .into_iter()
@@ -469,29 +493,29 @@ fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> DdlRes
     let persist = analysis.is_some();
     Ok(match stmt {
         Statement::CreateQuery(q) => {
-            let replaced = app.engine.query_names().contains(&q.name.name);
+            let replaced = app.engine().query_names().contains(&q.name.name);
             let mut backfilled = 0;
             if persist {
                 let name = &q.name.name;
                 let shadow = app
-                    .engine
+                    .engine()
                     .create_shadow(name, &q.select, &[], false, || app.next_seq())
                     .map_err(DdlError::from)?;
                 let (shadow, n) =
                     crate::backfill::run(app, shadow, q.backfill, name, &stmt.to_string())
                         .map_err(DdlError::internal)?;
                 backfilled = n;
-                app.engine.promote(shadow).map_err(DdlError::from)?;
+                app.engine().promote(shadow).map_err(DdlError::from)?;
             } else {
-                app.engine
+                app.engine()
                     .create_query(&q.name.name, &q.select)
                     .map_err(DdlError::from)?;
             }
             if persist {
-                app.store
+                app.store()
                     .catalog_put(CatalogKind::Query, &q.name.name, &stmt.to_string())
                     .map_err(DdlError::internal)?;
-                app.catalog_errors
+                app.catalog_errors()
                     .lock()
                     .remove(&(CatalogKind::Query, q.name.name.clone()));
                 if replaced {
@@ -501,41 +525,41 @@ fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> DdlRes
             json!({ "statement": "create_query", "name": q.name.name, "replaced": replaced, "status": "running", "backfilled": backfilled })
         }
         Statement::DropQuery(d) => {
-            let dropped = drop_query(app, &d.name.name, d.cascade)?;
+            let dropped = drop_query_now(app, &d.name.name, d.cascade)?;
             json!({ "statement": "drop_query", "name": d.name.name, "dropped": dependents_json(&dropped) })
         }
         Statement::CreateRule(r) => {
-            let replaced = app.rules.rule_names().contains(&r.name.name);
+            let replaced = app.rules().rule_names().contains(&r.name.name);
             let name = &r.name.name;
             let mut backfilled = 0;
             match (&r.source, persist) {
                 (RuleSource::As(_), true) => {
                     let shadow = app
-                        .rules
+                        .rules()
                         .prepare_owned(name, r, || app.next_seq())
                         .map_err(DdlError::from)?;
                     let (shadow, n) =
                         crate::backfill::run(app, shadow, r.backfill, name, &stmt.to_string())
                             .map_err(DdlError::internal)?;
                     backfilled = n;
-                    app.rules
+                    app.rules()
                         .commit_rule(name, r, shadow)
                         .map_err(DdlError::from)?;
                 }
-                _ => app.rules.create_rule(name, r).map_err(DdlError::from)?,
+                _ => app.rules().create_rule(name, r).map_err(DdlError::from)?,
             }
             if persist {
-                app.store
+                app.store()
                     .catalog_put(CatalogKind::Rule, &r.name.name, &stmt.to_string())
                     .map_err(DdlError::internal)?;
-                app.catalog_errors
+                app.catalog_errors()
                     .lock()
                     .remove(&(CatalogKind::Rule, r.name.name.clone()));
             }
             json!({ "statement": "create_rule", "name": r.name.name, "replaced": replaced, "backfilled": backfilled })
         }
         Statement::DropRule(n) => {
-            drop_rule(app, &n.name)?;
+            drop_rule_now(app, &n.name)?;
             json!({ "statement": "drop_rule", "name": n.name })
         }
         Statement::ShowQueries => {
@@ -554,12 +578,12 @@ fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> DdlRes
 /// Drop a query from the engine and the catalogue. If other queries or rules read it, the
 /// drop is refused (409 naming every one of them) unless `cascade`, which drops them first;
 /// returns what was dropped besides the query. A stored definition in error is just deleted.
-pub fn drop_query(app: &App, name: &str, cascade: bool) -> DdlResult<Vec<Dependent>> {
-    if app.engine.query(name).is_none() && errored(app, CatalogKind::Query, name) {
+fn drop_query_now(app: &App, name: &str, cascade: bool) -> DdlResult<Vec<Dependent>> {
+    if app.engine().query(name).is_none() && errored(app, CatalogKind::Query, name) {
         delete_stored(app, CatalogKind::Query, name)?;
         return Ok(Vec::new());
     }
-    if !app.engine.query_names().iter().any(|q| q == name) {
+    if !app.engine().query_names().iter().any(|q| q == name) {
         return Err(DdlError::NotFound(format!("no query named '{name}'")));
     }
     let deps = Graph::live(app).closure(name);
@@ -568,16 +592,16 @@ pub fn drop_query(app: &App, name: &str, cascade: bool) -> DdlResult<Vec<Depende
     }
     for d in &deps {
         match d {
-            Dependent::Rule(r) => drop_rule(app, r)?,
+            Dependent::Rule(r) => drop_rule_now(app, r)?,
             Dependent::Query(q) => {
-                app.engine
+                app.engine()
                     .drop_query(q)
                     .map_err(|e| DdlError::NotFound(e.to_string()))?;
                 delete_stored(app, CatalogKind::Query, q)?;
             }
         }
     }
-    app.engine
+    app.engine()
         .drop_query(name)
         .map_err(|e| DdlError::NotFound(e.to_string()))?;
     delete_stored(app, CatalogKind::Query, name)?;
@@ -588,19 +612,22 @@ pub fn drop_query(app: &App, name: &str, cascade: bool) -> DdlResult<Vec<Depende
 }
 
 fn delete_stored(app: &App, kind: CatalogKind, name: &str) -> DdlResult<()> {
-    app.store
+    app.store()
         .catalog_delete(kind, name)
         .map_err(DdlError::internal)?;
-    app.catalog_errors.lock().remove(&(kind, name.to_string()));
+    app.catalog_errors()
+        .lock()
+        .remove(&(kind, name.to_string()));
     Ok(())
 }
 
 /// Drop a rule (and the query it owns) from the engine and the catalogue.
-pub fn drop_rule(app: &App, name: &str) -> DdlResult<()> {
-    if !app.rules.rule_names().iter().any(|r| r == name) && errored(app, CatalogKind::Rule, name) {
+fn drop_rule_now(app: &App, name: &str) -> DdlResult<()> {
+    if !app.rules().rule_names().iter().any(|r| r == name) && errored(app, CatalogKind::Rule, name)
+    {
         return delete_stored(app, CatalogKind::Rule, name);
     }
-    app.rules
+    app.rules()
         .drop_rule(name)
         .map_err(|e| DdlError::NotFound(e.to_string()))?;
     delete_stored(app, CatalogKind::Rule, name)
@@ -609,9 +636,9 @@ pub fn drop_rule(app: &App, name: &str) -> DdlResult<()> {
 /// Every query's definition: name, DSL text, status (`running`, `backfilling`, or `error`
 /// with the reason when the stored definition could not be restored).
 pub fn query_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
-    let stored = app.store.catalog_list(CatalogKind::Query)?;
-    let backfills = app.backfills.lock().clone();
-    let errors = app.catalog_errors.lock().clone();
+    let stored = app.store().catalog_list(CatalogKind::Query)?;
+    let backfills = app.backfills().lock().clone();
+    let errors = app.catalog_errors().lock().clone();
     let mut list: Vec<Value> = stored
         .into_iter()
         .map(|(name, text)| {
@@ -626,7 +653,7 @@ pub fn query_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
             }
         })
         .collect();
-    let rules = app.rules.rule_names();
+    let rules = app.rules().rule_names();
     for (name, p) in backfills {
         if !rules.contains(&name) && !list.iter().any(|q| q["name"] == name.as_str()) {
             list.push(with_progress(json!({ "name": name, "text": p.text }), &p));
@@ -644,8 +671,8 @@ fn with_progress(mut v: Value, p: &crate::backfills::Progress) -> Value {
 
 /// Every rule's definition, with its status (`running`, or `error` and the reason).
 pub fn rule_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
-    let stored = app.store.catalog_list(CatalogKind::Rule)?;
-    let errors = app.catalog_errors.lock().clone();
+    let stored = app.store().catalog_list(CatalogKind::Rule)?;
+    let errors = app.catalog_errors().lock().clone();
     Ok(stored
         .into_iter()
         .map(
@@ -661,7 +688,7 @@ pub fn rule_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
 
 /// How many stored definitions are in error (the `weir_catalog_errors` gauge).
 pub fn error_count(app: &App) -> usize {
-    app.catalog_errors.lock().len()
+    app.catalog_errors().lock().len()
 }
 
 /// The query a stored statement must wait for (one that is stored and not yet restored).
@@ -701,7 +728,7 @@ pub fn restore(app: &App) -> anyhow::Result<Vec<Statement>> {
     let mut errors: Vec<((CatalogKind, String), String)> = Vec::new();
     let mut stored_queries: BTreeSet<String> = BTreeSet::new();
     for kind in [CatalogKind::Query, CatalogKind::Rule] {
-        for (name, text) in app.store.catalog_list(kind)? {
+        for (name, text) in app.store().catalog_list(kind)? {
             if kind == CatalogKind::Query {
                 stored_queries.insert(name.clone());
             }
@@ -740,7 +767,7 @@ pub fn restore(app: &App) -> anyhow::Result<Vec<Statement>> {
                         .iter()
                         .any(|((k, n), _)| *k == CatalogKind::Query && n == up)
                 };
-                if stored_queries.contains(up) && app.engine.query(up).is_none() {
+                if stored_queries.contains(up) && app.engine().query(up).is_none() {
                     if failed(&errors) {
                         errors.push((
                             key,
@@ -797,7 +824,7 @@ pub fn restore(app: &App) -> anyhow::Result<Vec<Statement>> {
         };
         errors.push(((kind, name.to_string()), reason));
     }
-    let mut map = app.catalog_errors.lock();
+    let mut map = app.catalog_errors().lock();
     map.clear();
     for ((kind, name), reason) in errors {
         tracing::error!(

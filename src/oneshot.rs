@@ -22,7 +22,7 @@ pub fn run(app: &App, select: &Select, analysis: Option<&Analysis>) -> DdlResult
     let types: Vec<String> = match &select.from {
         Source::AllEvents(_) => Vec::new(),
         Source::Named { name, window } => {
-            if window.is_some() || app.engine.query(&name.name).is_some() {
+            if window.is_some() || app.engine().query(&name.name).is_some() {
                 return Err(DdlError::at(
                     format!(
                         "a one-shot query reads stored events; read query '{name}' through GET /api/queries/{name}/result"
@@ -65,7 +65,7 @@ fn events(app: &App, select: &Select, a: &Analysis, scan: &RangeQuery) -> DdlRes
     if limit == 0 {
         return Ok(rows);
     }
-    for record in app.store.scan_range(scan).map_err(DdlError::internal)? {
+    for record in app.store().scan_range(scan).map_err(DdlError::internal)? {
         let record = record.map_err(DdlError::internal)?;
         let ev = &record.event;
         if !filter.as_ref().is_none_or(|f| f.eval(ev).truthy()) {
@@ -103,7 +103,7 @@ fn aggregated(app: &App, select: &Select, scan: &RangeQuery) -> DdlResult<Vec<Va
     engine
         .create_query("oneshot", select)
         .map_err(DdlError::from)?;
-    let events = app.store.scan_range(scan).map_err(DdlError::internal)?;
+    let events = app.store().scan_range(scan).map_err(DdlError::internal)?;
     for record in events {
         let record = record.map_err(DdlError::internal)?;
         engine.apply(&record.event, || record.seq);

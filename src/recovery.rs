@@ -18,7 +18,7 @@ pub fn restore(app: &App) -> anyhow::Result<u64> {
 
 /// Restore the persisted state and replay the log after it; returns the events replayed.
 fn restore_state(app: &App, definitions: &[Statement]) -> anyhow::Result<u64> {
-    let restored = app.persist.restore(app)?;
+    let restored = app.restore_state()?;
     tracing::info!(
         keys = restored.keys,
         from = restored.from,
@@ -29,17 +29,17 @@ fn restore_state(app: &App, definitions: &[Statement]) -> anyhow::Result<u64> {
         rebuild(app, definitions, name, restored.from + 1)?;
     }
     let mut replayed = 0;
-    for record in app.store.scan_seq(restored.from)? {
+    for record in app.store().scan_seq(restored.from)? {
         let record = record?;
         if !record.denied {
-            app.engine.replay(&record.event, record.seq);
+            app.engine().replay(&record.event, record.seq);
             if record.seq > restored.insights_seq {
-                app.insights.lock().observe(&record.event);
+                app.insights().lock().observe(&record.event);
             }
             replayed += 1;
         }
     }
-    app.engine.end_replay();
+    app.engine().end_replay();
     Ok(replayed)
 }
 
@@ -50,10 +50,10 @@ fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> a
         match stmt {
             Statement::CreateQuery(q) if q.name.name == name => {
                 let shadow = app
-                    .engine
+                    .engine()
                     .create_shadow(name, &q.select, &[], false, || boundary)?;
                 let n = crate::backfill::rebuild(app, &shadow, q.backfill, &stmt.to_string())?;
-                app.engine.promote(shadow)?;
+                app.engine().promote(shadow)?;
                 tracing::info!(query = name, replayed = n, "query rebuilt from the log");
                 return Ok(());
             }
@@ -64,9 +64,9 @@ fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> a
                 // The rule exists already (from the catalogue); this replaces its query.
                 let mut r = r.clone();
                 r.or_replace = true;
-                let shadow = app.rules.prepare_owned(&r.name.name, &r, || boundary)?;
+                let shadow = app.rules().prepare_owned(&r.name.name, &r, || boundary)?;
                 let n = crate::backfill::rebuild(app, &shadow, r.backfill, &stmt.to_string())?;
-                app.rules.commit_rule(&r.name.name, &r, shadow)?;
+                app.rules().commit_rule(&r.name.name, &r, shadow)?;
                 tracing::info!(rule = %r.name, replayed = n, "rule rebuilt from the log");
                 return Ok(());
             }
@@ -79,7 +79,7 @@ fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> a
 
 /// Flush the query state every `checkpoint_interval`, on a blocking thread.
 pub async fn flush_loop(app: Arc<App>) {
-    let mut tick = tokio::time::interval(app.cfg.checkpoint_interval);
+    let mut tick = tokio::time::interval(app.cfg().checkpoint_interval);
     tick.tick().await;
     loop {
         tick.tick().await;

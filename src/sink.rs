@@ -67,7 +67,7 @@ impl EventSink for AppSink {
     }
 
     fn now_ms(&self) -> Millis {
-        self.0.clock.now_ms()
+        self.0.clock().now_ms()
     }
 
     fn prune_positions(
@@ -75,7 +75,7 @@ impl EventSink for AppSink {
         prefix: &str,
         older_than: i64,
     ) -> BoxFuture<'static, Result<PruneResult, SinkError>> {
-        let store = self.0.store.clone();
+        let store = self.0.store().clone();
         let prefix = prefix.to_string();
         Box::pin(async move {
             let older = move |v: &[u8]| {
@@ -93,7 +93,7 @@ impl EventSink for AppSink {
     }
 
     fn position(&self, key: &str) -> Option<i64> {
-        match self.0.store.meta_get(key) {
+        match self.0.store().meta_get(key) {
             Ok(Some(bytes)) => bytes.try_into().ok().map(i64::from_be_bytes),
             Ok(None) => None,
             Err(e) => {
@@ -119,12 +119,12 @@ pub fn start_inputs(
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let sink: Arc<dyn EventSink> = Arc::new(AppSink(app.clone()));
     let mut tasks = Vec::new();
-    if let Some(cfg) = app.cfg.udp.clone() {
+    if let Some(cfg) = app.cfg().udp.clone() {
         let source = UdpSource::bind(cfg)?;
         tracing::info!(addr = %source.local_addr()?, "UDP input listening");
         tasks.push(spawn("udp", source, sink.clone(), shutdown.clone()));
     }
-    if let Some(cfg) = app.cfg.amqp.clone() {
+    if let Some(cfg) = app.cfg().amqp.clone() {
         tracing::info!(url = %weir_inputs::amqp::redact_url(&cfg.url), queue = %cfg.queue, "AMQP input starting");
         tasks.push(spawn(
             "amqp",
@@ -133,7 +133,7 @@ pub fn start_inputs(
             shutdown.clone(),
         ));
     }
-    if let Some(cfg) = app.cfg.kafka.clone() {
+    if let Some(cfg) = app.cfg().kafka.clone() {
         tracing::info!(brokers = %cfg.brokers, topic = %cfg.topic, group = %cfg.group, "Kafka input starting");
         tasks.push(spawn(
             "kafka",
@@ -283,7 +283,7 @@ mod tests {
     /// `(id, count)` of every key of `by_id`.
     fn counts(app: &App) -> Vec<(String, i64)> {
         let mut rows: Vec<(String, i64)> = app
-            .engine
+            .engine()
             .result("by_id", &ReadRequest::default())
             .unwrap()
             .into_iter()

@@ -172,7 +172,7 @@ async fn list(app: Arc<App>, l: Listing) -> ApiResult<Json<Value>> {
         offset: (l.page - 1) * l.limit,
         limit: l.limit,
     };
-    let store = app.store.clone();
+    let store = app.store().clone();
     let page = tokio::task::spawn_blocking(move || store.scan(&q))
         .await
         .map_err(ApiError::internal)?
@@ -233,7 +233,7 @@ pub async fn json_query(
         from_ts: from.unwrap_or(i64::MIN),
         to_ts: to.unwrap_or(i64::MAX),
     };
-    let store = app.store.clone();
+    let store = app.store().clone();
     let answer = tokio::task::spawn_blocking(move || -> weir_storage::Result<Value> {
         for e in store.scan_range(&range)? {
             let e = e?;
@@ -254,16 +254,21 @@ pub async fn json_query_schema() -> Json<Value> {
 
 /// `GET /api/stats`: event counts for the last 48 h per type.
 pub async fn stats(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(app.insights.lock().stats.stats(None, app.clock.now_ms()))
+    Json(
+        app.insights()
+            .lock()
+            .stats
+            .stats(None, app.clock().now_ms()),
+    )
 }
 
 /// `GET /api/stats/{type}`.
 pub async fn stats_type(State(app): State<Arc<App>>, Path(ty): Path<String>) -> Json<Value> {
     Json(
-        app.insights
+        app.insights()
             .lock()
             .stats
-            .stats(Some(&ty), app.clock.now_ms()),
+            .stats(Some(&ty), app.clock().now_ms()),
     )
 }
 
@@ -272,7 +277,7 @@ pub async fn keys(
     State(app): State<Arc<App>>,
     Query(p): Query<HashMap<String, String>>,
 ) -> Json<Value> {
-    let insights = app.insights.lock();
+    let insights = app.insights().lock();
     Json(match p.get("prefix") {
         Some(prefix) => insights
             .keys

@@ -212,7 +212,7 @@ pub async fn add_and_check(
         OneOrMany::Many(es) => {
             // Refuse the whole array up front if the log is not taking writes; a failure
             // that starts midway refuses the rest (each event is atomic on its own).
-            app.log.health().check().map_err(storage_error)?;
+            app.log().health().check().map_err(storage_error)?;
             let checked = es
                 .into_iter()
                 .map(|e| app.add_and_check(e))
@@ -274,7 +274,7 @@ pub async fn get_event(
         let id: u64 = id
             .parse()
             .map_err(|_| ApiError::bad_request(format!("id={id:?} is not an event id")))?;
-        let store = app.store.clone();
+        let store = app.store().clone();
         let record = tokio::task::spawn_blocking(move || -> weir_storage::Result<_> {
             let first = store.scan_seq(id.saturating_sub(1))?.next().transpose()?;
             Ok(first.filter(|r| r.seq == id && !r.denied))

@@ -167,7 +167,7 @@ static BACKFILLED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Refresh the gauges read from other components, then render everything.
 pub async fn render(State(app): State<Arc<App>>) -> impl IntoResponse {
-    for q in app.engine.metrics() {
+    for q in app.engine().metrics() {
         let name = q.name.clone();
         metrics::gauge!("weir_query_events", "query" => name.clone()).set(q.events as f64);
         metrics::gauge!("weir_query_late_dropped", "query" => name.clone())
@@ -177,13 +177,13 @@ pub async fn render(State(app): State<Arc<App>>) -> impl IntoResponse {
         metrics::gauge!("weir_query_keys", "query" => name).set(q.keys as f64);
     }
     metrics::gauge!("weir_catalog_errors").set(crate::catalog::error_count(&app) as f64);
-    let log = app.log.stats();
+    let log = app.log().stats();
     metrics::gauge!("weir_log_records").set(log.records as f64);
     metrics::gauge!("weir_log_groups").set(log.groups as f64);
     metrics::gauge!("weir_log_fsyncs").set(log.syncs as f64);
     metrics::gauge!("weir_log_last_event_id").set(app.last_seq() as f64);
     let running: BTreeSet<String> = {
-        let backfills = app.backfills.lock();
+        let backfills = app.backfills().lock();
         for (name, p) in backfills.iter() {
             let progress = p.json()["progress"].as_f64().unwrap_or(0.0);
             metrics::gauge!("weir_backfill_progress", "query" => name.clone()).set(progress);

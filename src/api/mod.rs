@@ -147,7 +147,7 @@ pub fn routes() -> Vec<RouteDef> {
 
 /// Every route, with CORS and the body-size limit.
 pub fn router(app: Arc<App>) -> Router {
-    let limit = app.cfg.max_body_bytes;
+    let limit = app.cfg().max_body_bytes;
     routes()
         .into_iter()
         .fold(Router::new(), |r, d| r.route(d.path, d.handlers))

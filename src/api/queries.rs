@@ -55,8 +55,7 @@ pub async fn delete_query(
             )))
         }
     };
-    let _guard = app.statements.lock().await;
-    let dropped = catalog::drop_query(&app, &name, cascade)?;
+    let dropped = catalog::drop_query(&app, &name, cascade).await?;
     let dropped: Vec<Value> = dropped.iter().map(catalog::Dependent::json).collect();
     Ok(Json(
         json!({ "statement": "drop_query", "name": name, "dropped": dropped }),
@@ -87,8 +86,7 @@ pub async fn delete_rule(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let _guard = app.statements.lock().await;
-    catalog::drop_rule(&app, &name)?;
+    catalog::drop_rule(&app, &name).await?;
     Ok(Json(json!({ "statement": "drop_rule", "name": name })))
 }
 
@@ -193,13 +191,13 @@ pub async fn result(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let mut req = read_request(&params, app.engine.query_shape(&name).as_ref())?;
+    let mut req = read_request(&params, app.engine().query_shape(&name).as_ref())?;
     if req.at.is_none() && req.from.is_none() && req.to.is_none() {
         // SPEC section 13: a sliding window is read at `at`, default now.
-        req.at = Some(app.clock.now_ms());
+        req.at = Some(app.clock().now_ms());
     }
     let answer = app
-        .engine
+        .engine()
         .answer(&name, &req)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
     Ok(Json(answer_json(answer)))

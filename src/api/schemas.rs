@@ -17,7 +17,7 @@ use crate::app::App;
 /// `GET /api/schemas`: every type's schema.
 pub async fn list(State(app): State<Arc<App>>) -> Json<Value> {
     let all: Map<String, Value> = app
-        .schemas
+        .schemas()
         .read()
         .iter()
         .map(|(t, s)| (t.clone(), s.source().clone()))
@@ -27,7 +27,7 @@ pub async fn list(State(app): State<Arc<App>>) -> Json<Value> {
 
 /// `GET /api/schemas/{type}`.
 pub async fn get(State(app): State<Arc<App>>, Path(ty): Path<String>) -> ApiResult<Json<Value>> {
-    app.schemas
+    app.schemas()
         .read()
         .get(&ty)
         .map(|s| Json(s.source().clone()))
@@ -50,7 +50,7 @@ pub async fn put(
 
 /// `DELETE /api/schemas/{type}`.
 pub async fn delete(State(app): State<Arc<App>>, Path(ty): Path<String>) -> ApiResult<Json<Value>> {
-    if !app.schemas.read().contains_key(&ty) {
+    if !app.schemas().read().contains_key(&ty) {
         return Err(ApiError::not_found(format!(
             "no schema for event type '{ty}'"
         )));

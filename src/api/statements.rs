@@ -20,11 +20,6 @@ pub async fn apply(
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("body is not UTF-8: {e}")))?;
-    let _guard = app.statements.lock().await;
-    let app2 = app.clone();
-    let text = text.to_string();
-    let results = tokio::task::spawn_blocking(move || crate::catalog::apply_text(&app2, &text))
-        .await
-        .map_err(ApiError::internal)??;
+    let results = crate::catalog::apply(&app, text.to_string()).await?;
     Ok(Json(json!({ "results": results })))
 }

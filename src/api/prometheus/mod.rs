@@ -97,7 +97,7 @@ pub async fn query(
 ) -> Response {
     run(app, q, headers, body, |app, p| {
         let expr = p.expr()?;
-        let t = p.time("time")?.unwrap_or_else(|| app.clock.now_ms());
+        let t = p.time("time")?.unwrap_or_else(|| app.clock().now_ms());
         Ok(match eval::eval(&expr, &WeirSource::new(app), &[t])? {
             Value::Scalar(v) => render::scalar(v[0], t),
             Value::Str(s) => render::string(&s, t),
@@ -239,8 +239,8 @@ pub async fn metadata(
 ) -> Response {
     run(app, q, headers, body, |app, p| {
         let mut out: BTreeMap<String, Json> = BTreeMap::new();
-        for name in app.engine.query_names() {
-            let Some(shape) = app.engine.query_shape(&name) else {
+        for name in app.engine().query_names() {
+            let Some(shape) = app.engine().query_shape(&name) else {
                 continue;
             };
             for c in shape

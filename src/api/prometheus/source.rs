@@ -184,22 +184,22 @@ impl<'a> WeirSource<'a> {
     pub fn new(app: &'a App) -> Self {
         Self {
             app,
-            decisions: &app.decision_series,
+            decisions: app.decision_series(),
         }
     }
 
     /// Every visible query with its shape and columns, and the base labels of each column.
     fn queries(&self, matchers: &[Matcher]) -> Vec<QueryColumns> {
         let mut out = Vec::new();
-        for name in self.app.engine.query_names() {
-            let Some(qs) = self.app.engine.query_shape(&name) else {
+        for name in self.app.engine().query_names() {
+            let Some(qs) = self.app.engine().query_shape(&name) else {
                 continue;
             };
             let shape = match (qs.granularity, qs.window) {
                 (Some(g), Some(_)) => Shape::Sliding { g },
                 (Some(g), None) => Shape::Tumbling { g },
                 _ => Shape::Unbounded {
-                    watermark: self.app.engine.query(&name).and_then(|q| q.watermark()),
+                    watermark: self.app.engine().query(&name).and_then(|q| q.watermark()),
                 },
             };
             let columns: Vec<(String, Labels)> = qs
@@ -246,7 +246,7 @@ impl<'a> WeirSource<'a> {
             }
         }
         self.app
-            .engine
+            .engine()
             .result(name, &req)
             .map_err(|e| PromError::execution(format!("reading query '{name}': {e}")))
     }
