@@ -28,7 +28,7 @@
 
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -113,7 +113,10 @@ pub struct RuleInfo {
 #[derive(Debug)]
 struct RuleRt {
     info: RuleInfo,
-    cond: Mutex<Condition>,
+    /// The compiled condition. Decisions share it (a read lock, never exclusive on the
+    /// event path); it is swapped for a recompiled one only after the query it reads was
+    /// replaced.
+    cond: RwLock<Arc<Condition>>,
 }
 
 /// The rules, over one engine.
@@ -180,7 +183,7 @@ impl RuleSet {
                 owns_query,
                 def: def.clone(),
             },
-            cond: Mutex::new(cond),
+            cond: RwLock::new(Arc::new(cond)),
         }));
         Ok(())
     }
@@ -247,7 +250,7 @@ impl RuleSet {
                 owns_query: true,
                 def: def.clone(),
             },
-            cond: Mutex::new(cond),
+            cond: RwLock::new(Arc::new(cond)),
         }));
         Ok(())
     }
@@ -301,13 +304,15 @@ impl RuleSet {
 }
 
 fn evaluate(r: &RuleRt, lk: &Locked<'_>, include: bool) -> Option<Check> {
-    let mut cond = r.cond.lock();
+    let cond = r.cond.read().clone();
     match lk.check(&r.info.query, &cond, include) {
         Ok(e) => e,
         Err(_) => {
-            // The query was replaced since the condition was compiled: recompile.
-            *cond = lk.condition(&r.info.query, &r.info.def.deny_when).ok()?;
-            lk.check(&r.info.query, &cond, include).ok().flatten()
+            // The query was replaced since the condition was compiled: recompile it once
+            // and swap it in for every later decision.
+            let fresh = Arc::new(lk.condition(&r.info.query, &r.info.def.deny_when).ok()?);
+            *r.cond.write() = fresh.clone();
+            lk.check(&r.info.query, &fresh, include).ok().flatten()
         }
     }
 }
