@@ -221,6 +221,17 @@ fn time(name: &str, v: &Value) -> ApiResult<Option<i64>> {
 }
 
 fn number(name: &str, v: &Value, default: u64) -> ApiResult<u64> {
+    let n = unbounded_number(name, v, default)?;
+    if n > i64::MAX as u64 {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be at most {}",
+            i64::MAX
+        )));
+    }
+    Ok(n)
+}
+
+fn unbounded_number(name: &str, v: &Value, default: u64) -> ApiResult<u64> {
     match v {
         Value::Null => Ok(default),
         Value::Number(n) => n
@@ -348,7 +359,8 @@ async fn list(app: Arc<App>, l: Listing) -> ApiResult<Json<EventPage>> {
         session: l.session,
         from_ts: l.from,
         to_ts: l.to,
-        offset: (l.page - 1) * l.limit,
+        // A page past every event is empty (saturating: a huge page number is not an error).
+        offset: (l.page - 1).saturating_mul(l.limit),
         limit: l.limit,
     };
     let store = app.store.clone();
@@ -386,8 +398,8 @@ async fn list(app: Arc<App>, l: Listing) -> ApiResult<Json<EventPage>> {
     path = "/api/events",
     tag = "event store",
     params(
-        ("page" = Option<u64>, Query, description = "the page (1-based; default 1)"),
-        ("limit" = Option<u64>, Query, description = "the page size (1..10000; default 100)"),
+        ("page" = Option<i64>, Query, minimum = 0, description = "the page (1-based; default 1)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "the page size (1..10000; default 100)"),
         ("startDate" = Option<String>, Query, description = "events at or after this time (unix ms or s, RFC 3339, YYYY-MM-DD HH:MM:SS)"),
         ("endDate" = Option<String>, Query, description = "events before this time"),
         ("eventType" = Option<Vec<String>>, Query, explode, description = "event types (repeated, or comma-separated)"),
@@ -413,7 +425,7 @@ pub async fn list_events(
     post,
     path = "/api/events/query",
     tag = "event store",
-    request_body(content = ListingBody, description = "the filters (an empty body lists the newest page)"),
+    request_body(content = Option<ListingBody>, description = "the filters (no body: the first page of every event)"),
     responses(
         (status = 200, description = "a page of stored events", body = EventPage),
         (status = 400, description = "invalid JSON or a bad parameter", body = ErrorBody),
@@ -510,7 +522,7 @@ pub async fn stats(State(app): State<Arc<App>>) -> Json<Value> {
     get,
     path = "/api/stats/{type}",
     tag = "event store",
-    params(("type" = String, Path, description = "the event type")),
+    params(("type" = String, Path, example = "neworder", description = "the event type")),
     responses((status = 200, description = "the type's counts in time buckets (listed even without events)", body = Stats))
 )]
 pub async fn stats_type(State(app): State<Arc<App>>, Path(ty): Path<String>) -> Json<Value> {

@@ -67,7 +67,7 @@ pub async fn index() -> Response {
     get,
     path = "/console/{file}",
     tag = "server",
-    params(("file" = String, Path, description = "app.js or index.css")),
+    params(("file" = String, Path, example = "app.js", description = "app.js or index.css")),
     responses(
         (status = 200, description = "the file", content(
             (String = "text/javascript"),

@@ -150,7 +150,7 @@ pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<QueryLi
     get,
     path = "/api/queries/{name}",
     tag = "queries",
-    params(("name" = String, Path, description = "the query's name")),
+    params(("name" = String, Path, example = "orders", description = "the query's name")),
     responses(
         (status = 200, description = "the query", body = QueryDefinition),
         (status = 404, description = "no such query", body = ErrorBody),
@@ -176,7 +176,7 @@ pub async fn get_query(
     path = "/api/queries/{name}",
     tag = "queries",
     params(
-        ("name" = String, Path, description = "the query's name"),
+        ("name" = String, Path, example = "orders", description = "the query's name"),
         ("cascade" = Option<String>, Query, description = "true (or 1, or empty) drops what reads the query too; false (or 0) refuses"),
     ),
     responses(
@@ -238,7 +238,7 @@ pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<RuleList>
     get,
     path = "/api/rules/{name}",
     tag = "rules",
-    params(("name" = String, Path, description = "the rule's name")),
+    params(("name" = String, Path, example = "many_orders", description = "the rule's name")),
     responses(
         (status = 200, description = "the rule", body = RuleDefinition),
         (status = 404, description = "no such rule", body = ErrorBody),
@@ -262,7 +262,7 @@ pub async fn get_rule(
     delete,
     path = "/api/rules/{name}",
     tag = "rules",
-    params(("name" = String, Path, description = "the rule's name")),
+    params(("name" = String, Path, example = "many_orders", description = "the rule's name")),
     responses(
         (status = 200, description = "dropped", body = RuleDropped),
         (status = 404, description = "no such rule", body = ErrorBody),
@@ -385,7 +385,7 @@ fn check_step(
     path = "/api/queries/{name}/result",
     tag = "queries",
     params(
-        ("name" = String, Path, description = "the query's name"),
+        ("name" = String, Path, example = "orders", description = "the query's name"),
         ("at" = Option<String>, Query, description = "sliding windows: the window end to read (unix ms or s, RFC 3339; default now)"),
         ("from" = Option<String>, Query, description = "a series read: the first bucket or window end"),
         ("to" = Option<String>, Query, description = "a series read: the last bucket or window end"),

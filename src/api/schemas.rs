@@ -20,6 +20,19 @@ use weir_core::Schema;
 use super::error::{json_body, ApiError, ApiResult, ErrorBody};
 use crate::app::App;
 
+/// The body of `PUT /api/schemas/{type}`: a JSON Schema for the events' fields, an object
+/// (or `true`, which allows every event).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // describes the request body, for the OpenAPI document
+#[serde(untagged)]
+pub enum SchemaBody {
+    /// A schema object.
+    #[schema(value_type = Object)]
+    Object(serde_json::Map<String, Value>),
+    /// `true`.
+    Any(bool),
+}
+
 /// `GET /api/schemas`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SchemaList {
@@ -71,7 +84,7 @@ pub async fn list(State(app): State<Arc<App>>) -> Json<SchemaList> {
     path = "/api/schemas/{type}",
     operation_id = "get_schema",
     tag = "schemas",
-    params(("type" = String, Path, description = "the event type")),
+    params(("type" = String, Path, example = "typed", description = "the event type")),
     responses(
         (status = 200, description = "the type's JSON Schema", body = Value),
         (status = 404, description = "the type has no schema", body = ErrorBody),
@@ -91,9 +104,9 @@ pub async fn get(State(app): State<Arc<App>>, Path(ty): Path<String>) -> ApiResu
     path = "/api/schemas/{type}",
     operation_id = "put_schema",
     tag = "schemas",
-    params(("type" = String, Path, description = "the event type")),
+    params(("type" = String, Path, example = "typed", description = "the event type")),
     request_body(
-        content = Object,
+        content = SchemaBody,
         description = "a JSON Schema for the events' fields",
         example = json!({"type": "object", "required": ["seller"], "properties": {"seller": {"type": "string"}}})
     ),
@@ -126,7 +139,7 @@ pub async fn put(
     path = "/api/schemas/{type}",
     operation_id = "delete_schema",
     tag = "schemas",
-    params(("type" = String, Path, description = "the event type")),
+    params(("type" = String, Path, example = "typed", description = "the event type")),
     responses(
         (status = 200, description = "removed", body = SchemaDeleted),
         (status = 404, description = "the type has no schema", body = ErrorBody),

@@ -77,9 +77,9 @@ pub enum StatementKind {
     path = "/api/statements",
     tag = "statements",
     request_body(
-        content = String,
+        content = Option<String>,
         content_type = "text/plain",
-        description = "DSL text: CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT; several statements separated by ';'",
+        description = "DSL text: CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT; several statements separated by ';' (none: nothing applied)",
         example = "CREATE QUERY orders AS SELECT count(*) AS n FROM order GROUP BY seller"
     ),
     responses(

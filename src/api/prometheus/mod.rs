@@ -130,13 +130,25 @@ pub struct RangeForm {
     pub step: String,
 }
 
+/// The form body of a `POST` exemplars query (read, and answered with none).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ExemplarForm {
+    /// The PromQL expression.
+    pub query: Option<String>,
+    /// From this time.
+    pub start: Option<String>,
+    /// To this time.
+    pub end: Option<String>,
+}
+
 /// The form body of a `POST` series or labels listing.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct SeriesForm {
-    /// Series selectors (repeated).
+    /// A series selector (repeat the parameter for more).
     #[schema(rename = "match[]")]
-    pub matches: Option<Vec<String>>,
+    pub matches: Option<String>,
     /// From this time.
     pub start: Option<String>,
     /// To this time.
@@ -320,7 +332,7 @@ pub async fn labels(
     operation_id = "prometheus_label_values",
     tag = "prometheus",
     params(
-        ("name" = String, Path, description = "the label name"),
+        ("name" = String, Path, example = "__name__", description = "the label name"),
         ("match[]" = Option<Vec<String>>, Query, explode, description = "series selectors"),
         ("start" = Option<String>, Query, description = "from this time"),
         ("end" = Option<String>, Query, description = "to this time"),
@@ -503,7 +515,7 @@ pub async fn exemplars() -> Response {
     path = "/prometheus/api/v1/query_exemplars",
     operation_id = "prometheus_exemplars_post",
     tag = "prometheus",
-    request_body(content = RangeForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<ExemplarForm>, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "an empty list", body = PromSuccess))
 )]
 pub async fn exemplars_post() -> Response {
@@ -584,7 +596,7 @@ pub async fn query_range_post(
     path = "/prometheus/api/v1/labels",
     operation_id = "prometheus_labels_post",
     tag = "prometheus",
-    request_body(content = SeriesForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<SeriesForm>, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "the list", body = PromSuccess),
         (status = 400, description = "bad_data: a bad parameter or selector", body = PromErrorBody),
@@ -606,7 +618,7 @@ pub async fn labels_post(
     path = "/prometheus/api/v1/series",
     operation_id = "prometheus_series_post",
     tag = "prometheus",
-    request_body(content = SeriesForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<SeriesForm>, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "the list", body = PromSuccess),
         (status = 400, description = "bad_data: a bad parameter or selector", body = PromErrorBody),
