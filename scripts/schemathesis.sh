@@ -2,7 +2,8 @@
 # schemathesis (PyPI) against a real `weir serve`: every operation of /api/openapi.json is
 # called with generated requests (examples, coverage, fuzzing, and stateful sequences along
 # the document's links), and every answer is checked: no 5xx, a documented status, content
-# type and headers, and a body that fits the documented schema.
+# type and headers, and a body that fits the documented schema. The document itself is first
+# checked against the OpenAPI 3.1 meta-schema (openapi-spec-validator).
 #
 # Installs schemathesis into a virtualenv under target/ (kept between runs), starts the debug
 # binary on a free loopback port with a temporary data directory, seeds it with a query, a
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 
 EXAMPLES="${SCHEMATHESIS_EXAMPLES:-50}"
 VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+VALIDATOR_VERSION=0.8.5
 VENV=target/schemathesis
 REPORT=target/schemathesis-report
 
@@ -34,10 +36,11 @@ unavailable() {
 cargo build --bin weir
 BIN="$(pwd)/target/debug/weir"
 
-if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | grep -q "$VERSION"; then
+if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | grep -q "$VERSION" ||
+    [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
     python3 -m venv "$VENV" || unavailable "cannot create a virtualenv (python3 -m venv)"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null || unavailable "cannot upgrade pip"
-    "$VENV/bin/pip" install -q "schemathesis==$VERSION" ||
+    "$VENV/bin/pip" install -q "schemathesis==$VERSION" "openapi-spec-validator==$VALIDATOR_VERSION" ||
         unavailable "cannot install schemathesis $VERSION from PyPI"
 fi
 
@@ -81,6 +84,11 @@ post '/api/events?wait=durable' application/json \
 post /api/add_and_check application/json '{"type":"neworder","seller":"s1","amount":1}'
 
 mkdir -p "$REPORT"
+echo "==> the document against the OpenAPI 3.1 meta-schema (openapi-spec-validator)"
+curl -sf "$URL/api/openapi.json" >"$REPORT/openapi.json" ||
+    { echo "schemathesis.sh: GET /api/openapi.json failed" >&2; exit 1; }
+"$VENV/bin/openapi-spec-validator" "$REPORT/openapi.json"
+
 echo "==> schemathesis $VERSION against $URL/api/openapi.json ($EXAMPLES examples per operation)"
 # Which checks run, and where not, is in scripts/schemathesis.toml.
 timeout 900 "$VENV/bin/schemathesis" --config-file scripts/schemathesis.toml \
