@@ -311,7 +311,8 @@ async fn measure(args: &BenchArgs, run: &Throwaway, label: &str) -> anyhow::Resu
             let (mut last, mut last_at) = (0, Instant::now());
             loop {
                 tick.tick().await;
-                let now = Instant::now();
+                // Nothing is sent after `end`: the last interval stops there.
+                let now = Instant::now().min(end);
                 let done = ok.load(Ordering::Relaxed);
                 let failed = errors.load(Ordering::Relaxed);
                 let dt = now.saturating_duration_since(last_at).as_secs_f64();
@@ -329,7 +330,7 @@ async fn measure(args: &BenchArgs, run: &Throwaway, label: &str) -> anyhow::Resu
                         String::new()
                     }
                 ));
-                bar.set(now.min(end).saturating_duration_since(start).as_millis() as u64);
+                bar.set(now.saturating_duration_since(start).as_millis() as u64);
                 if now >= end {
                     break;
                 }

@@ -83,7 +83,7 @@ impl Progress {
     fn line(&self) {
         if self.timed {
             eprintln!(
-                "{} {:.0}/{} s  {}",
+                "{} {:.1}/{} s  {}",
                 self.what,
                 self.pos as f64 / 1000.0,
                 self.total / 1000,

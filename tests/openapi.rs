@@ -47,7 +47,9 @@ fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 }
 
 /// Keywords that make a schema more than "any value".
-const SCHEMA_KEYWORDS: [&str; 8] = ["type", "$ref", "oneOf", "allOf", "anyOf", "not", "const", "enum"];
+const SCHEMA_KEYWORDS: [&str; 8] = [
+    "type", "$ref", "oneOf", "allOf", "anyOf", "not", "const", "enum",
+];
 
 /// Give every schema without a type-restricting keyword the explicit list of all JSON types
 /// (the same set of values), walking the places of an OpenAPI document that hold schemas.
@@ -62,7 +64,11 @@ fn any_value_types(v: &mut Value) {
         }
         for (k, v) in o.iter_mut() {
             match k.as_str() {
-                "properties" => v.as_object_mut().into_iter().flat_map(|m| m.values_mut()).for_each(schema),
+                "properties" => v
+                    .as_object_mut()
+                    .into_iter()
+                    .flat_map(|m| m.values_mut())
+                    .for_each(schema),
                 "items" | "additionalProperties" | "propertyNames" | "not" => schema(v),
                 "oneOf" | "allOf" | "anyOf" => {
                     v.as_array_mut().into_iter().flatten().for_each(schema)
@@ -77,7 +83,11 @@ fn any_value_types(v: &mut Value) {
                 for (k, v) in o.iter_mut() {
                     match k.as_str() {
                         "schema" => schema(v),
-                        "schemas" => v.as_object_mut().into_iter().flat_map(|m| m.values_mut()).for_each(schema),
+                        "schemas" => v
+                            .as_object_mut()
+                            .into_iter()
+                            .flat_map(|m| m.values_mut())
+                            .for_each(schema),
                         _ => walk(v),
                     }
                 }
@@ -122,8 +132,17 @@ async fn document_is_valid_openapi_3_1() {
     let schemas = doc["components"]["schemas"]
         .as_object()
         .expect("components.schemas");
-    for name in ["ErrorBody", "DecisionAnswer", "Accepted", "ResultAnswer", "QueryDefinition"] {
-        assert!(schemas.contains_key(name), "components.schemas lacks {name}");
+    for name in [
+        "ErrorBody",
+        "DecisionAnswer",
+        "Accepted",
+        "ResultAnswer",
+        "QueryDefinition",
+    ] {
+        assert!(
+            schemas.contains_key(name),
+            "components.schemas lacks {name}"
+        );
     }
     // Every reference resolves.
     let mut all = Vec::new();
@@ -186,9 +205,15 @@ async fn document_lists_exactly_the_routes_the_server_answers() {
         })
         .collect();
     let missing: Vec<_> = listed.difference(&ops).collect();
-    assert!(missing.is_empty(), "routes missing from the OpenAPI document: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes missing from the OpenAPI document: {missing:?}"
+    );
     let extra: Vec<_> = ops.difference(&listed).collect();
-    assert!(extra.is_empty(), "documented but not in the route table: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "documented but not in the route table: {extra:?}"
+    );
     assert!(listed.contains(&("GET".into(), "/api/openapi.json".into())));
 
     // The router itself: on every documented path, a documented method is routed and any
@@ -219,7 +244,10 @@ async fn document_lists_exactly_the_routes_the_server_answers() {
                 let unrouted = body["error"]
                     .as_str()
                     .is_some_and(|e| e.starts_with("no route"));
-                assert!(!unrouted, "{method} {path} is documented but falls through: {body}");
+                assert!(
+                    !unrouted,
+                    "{method} {path} is documented but falls through: {body}"
+                );
             } else {
                 assert_eq!(status, 405, "{method} {path} is routed but not documented");
             }
@@ -262,10 +290,18 @@ async fn answers_have_the_documented_fields() {
         .await;
     assert_eq!(st, 200, "{accepted}");
     assert_eq!(keys(&accepted), properties("Accepted"));
-    let (st, decision) = s.post("/api/add_and_check", &json!({"type": "t", "k": "a"})).await;
+    let (st, decision) = s
+        .post("/api/add_and_check", &json!({"type": "t", "k": "a"}))
+        .await;
     assert_eq!(st, 200, "{decision}");
-    assert!(required("DecisionAnswer").is_subset(&keys(&decision)), "{decision}");
-    assert!(keys(&decision).is_subset(&properties("DecisionAnswer")), "{decision}");
+    assert!(
+        required("DecisionAnswer").is_subset(&keys(&decision)),
+        "{decision}"
+    );
+    assert!(
+        keys(&decision).is_subset(&properties("DecisionAnswer")),
+        "{decision}"
+    );
     let rule = &decision["rules"][0];
     assert!(keys(rule).is_subset(&properties("RuleOutcome")), "{rule}");
     let (st, result) = s.get("/api/queries/n/result").await;

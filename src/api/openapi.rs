@@ -8,9 +8,7 @@ use axum::Json;
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{
-    analytics, console, events, metrics, misc, prometheus, queries, schemas, statements,
-};
+use super::{analytics, console, events, metrics, misc, prometheus, queries, schemas, statements};
 
 /// The document.
 #[derive(OpenApi)]
