@@ -50,12 +50,8 @@ impl Progress {
         let total = duration.as_millis() as u64;
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
-            let template = format!(
-                "{{prefix:<16}} [{{bar:30}}] {{percent:>3}}%  {{elapsed}} of {}s  {{msg}}",
-                duration.as_secs()
-            );
             bar.set_style(
-                ProgressStyle::with_template(&template)
+                ProgressStyle::with_template("{prefix:<16} [{bar:30}] {percent:>3}%  {msg}")
                     .expect("valid template")
                     .progress_chars("#> "),
             );
@@ -74,21 +70,25 @@ impl Progress {
 
     /// The text shown after the bar (and in each plain line).
     pub fn message(&mut self, msg: String) {
-        if let Some(b) = &self.bar {
-            b.set_message(msg.clone());
-        }
         self.msg = msg;
+        if let Some(b) = &self.bar {
+            b.set_message(self.timed_text());
+        }
+    }
+
+    /// A timed progress's time so far, of the whole, and the message.
+    fn timed_text(&self) -> String {
+        format!(
+            "{:.1} of {} s  {}",
+            self.pos as f64 / 1000.0,
+            self.total / 1000,
+            self.msg
+        )
     }
 
     fn line(&self) {
         if self.timed {
-            eprintln!(
-                "{} {:.1}/{} s  {}",
-                self.what,
-                self.pos as f64 / 1000.0,
-                self.total / 1000,
-                self.msg
-            );
+            eprintln!("{} {}", self.what, self.timed_text());
         } else {
             eprintln!("{}/{} {}", self.pos, self.total, self.what);
         }
@@ -105,7 +105,12 @@ impl Progress {
     pub fn set(&mut self, pos: u64) {
         self.pos = pos;
         match &self.bar {
-            Some(b) => b.set_position(pos),
+            Some(b) => {
+                b.set_position(pos);
+                if self.timed {
+                    b.set_message(self.timed_text());
+                }
+            }
             None => {
                 let due = self
                     .last_line
