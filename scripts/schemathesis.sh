@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXAMPLES="${SCHEMATHESIS_EXAMPLES:-50}"
+EXAMPLES="${SCHEMATHESIS_EXAMPLES:-100}"
 VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
 VALIDATOR_VERSION=0.8.5
 VENV=target/schemathesis
@@ -91,7 +91,10 @@ curl -sf "$URL/api/openapi.json" >"$REPORT/openapi.json" ||
 
 echo "==> schemathesis $VERSION against $URL/api/openapi.json ($EXAMPLES examples per operation)"
 # Which checks run, and where not, is in scripts/schemathesis.toml.
-timeout 900 "$VENV/bin/schemathesis" --config-file scripts/schemathesis.toml \
+# It runs inside the report directory, where it also keeps its own files (.schemathesis/).
+ROOT="$(pwd)"
+cd "$REPORT"
+timeout 900 "$ROOT/$VENV/bin/schemathesis" --config-file "$ROOT/scripts/schemathesis.toml" \
     run "$URL/api/openapi.json" \
     --max-examples "$EXAMPLES" \
     --workers 2 \
@@ -99,4 +102,4 @@ timeout 900 "$VENV/bin/schemathesis" --config-file scripts/schemathesis.toml \
     --generation-database none \
     --seed "${SCHEMATHESIS_SEED:-1}" \
     --no-color \
-    --report junit --report-dir "$REPORT"
+    --report junit --report-dir .
