@@ -18,5 +18,6 @@ echo "==> tests"
 cargo test --workspace --all-targets --no-fail-fast
 scripts/web.sh   # the web console: bundle check and end-to-end tests in headless Chromium
 scripts/python-client.sh   # the Python client's tests against a real server
+scripts/schemathesis.sh    # schemathesis over /api/openapi.json against a real server
 scripts/fuzz.sh 30         # a short coverage-guided fuzzing pass over the parser
 scripts/compose-check.sh  # docker compose config over docker/compose.yaml

@@ -16,6 +16,8 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use crate::progress::Progress;
+
 /// What to send.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Workload {
@@ -99,7 +101,7 @@ impl Report {
     }
 }
 
-/// Run the benchmark as configured, printing progress each second and a summary line.
+/// Run the benchmark as configured, showing progress and printing a summary.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "weir bench: workload {:?}, rate {}, {} s, {} connections, batch {}, {} keys; machine: {} cores",
@@ -119,7 +121,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 ..args.clone()
             },
             &Throwaway::new(),
-            false,
+            "hello-world",
         )
         .await?;
         report.print("hello-world axum (ceiling)");
@@ -138,7 +140,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if needs_rule(args.workload) {
         run.create_rule(&args.url).await?;
     }
-    let measured = measure(&args, &run, true).await;
+    let measured = measure(&args, &run, "weir").await;
     // Clean up whatever the measurement did.
     let dropped = if needs_rule(args.workload) {
         run.drop_rule(&args.url).await
@@ -230,7 +232,9 @@ fn body(workload: Workload, i: u64, args: &BenchArgs, run: &Throwaway) -> (Strin
     }
 }
 
-async fn measure(args: &BenchArgs, run: &Throwaway, progress: bool) -> anyhow::Result<Report> {
+/// Send the workload for `args.duration`, showing progress under `label` (a bar on a
+/// terminal, a line a second otherwise): time elapsed, requests so far, the current rate.
+async fn measure(args: &BenchArgs, run: &Throwaway, label: &str) -> anyhow::Result<Report> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .build()?;
@@ -298,28 +302,47 @@ async fn measure(args: &BenchArgs, run: &Throwaway, progress: bool) -> anyhow::R
             h.1.add(&service).expect("same bounds");
         }));
     }
-    if progress {
-        let ok = ok.clone();
+    let progress = {
+        let (ok, errors) = (ok.clone(), errors.clone());
+        let mut bar = Progress::timed(end - start, label);
+        bar.prefix(label);
         tokio::spawn(async move {
-            let mut last = 0;
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            while Instant::now() < end {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let (mut last, mut last_at) = (0, Instant::now());
+            loop {
                 tick.tick().await;
-                let now = ok.load(Ordering::Relaxed);
-                eprintln!(
-                    "  {:>4.0}% {:>8} requests/s",
-                    100.0 * start.elapsed().as_secs_f64() / (end - start).as_secs_f64(),
-                    now - last
-                );
-                last = now;
+                // Nothing is sent after `end`: the last interval stops there.
+                let now = Instant::now().min(end);
+                let done = ok.load(Ordering::Relaxed);
+                let failed = errors.load(Ordering::Relaxed);
+                let dt = now.saturating_duration_since(last_at).as_secs_f64();
+                let rate = if dt > 0.0 {
+                    (done - last) as f64 / dt
+                } else {
+                    0.0
+                };
+                (last, last_at) = (done, now);
+                bar.message(format!(
+                    "{done} requests, {rate:.0}/s{}",
+                    if failed > 0 {
+                        format!(", {failed} errors")
+                    } else {
+                        String::new()
+                    }
+                ));
+                bar.set(now.saturating_duration_since(start).as_millis() as u64);
+                if now >= end {
+                    break;
+                }
             }
-        });
-    }
+            bar.finish();
+        })
+    };
     for w in workers {
         w.await?;
     }
     let elapsed = start.elapsed();
+    progress.await?;
     let ok = ok.load(Ordering::Relaxed);
     let (latency_us, service_us) = hist.lock().clone();
     Ok(Report {

@@ -1,5 +1,5 @@
-//! Progress of long client work (`gen`, `send`, `apply`'s backfills): a bar on a terminal,
-//! plain lines (at most one a second, and the last) when stderr is not one.
+//! Progress of long client work (`gen`, `send`, `apply`'s backfills, `bench`): a bar on a
+//! terminal, plain lines (at most one a second, and the last) when stderr is not one.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -13,6 +13,9 @@ pub struct Progress {
     total: u64,
     pos: u64,
     last_line: Option<Instant>,
+    /// Positions are milliseconds of a fixed duration ([`Progress::timed`]).
+    timed: bool,
+    msg: String,
 }
 
 impl Progress {
@@ -36,6 +39,58 @@ impl Progress {
             total,
             pos: 0,
             last_line: None,
+            timed: false,
+            msg: String::new(),
+        }
+    }
+
+    /// Progress through a fixed `duration` (positions in milliseconds, see [`Progress::set`]),
+    /// with a message that says how it goes ([`Progress::message`]).
+    pub fn timed(duration: Duration, what: &str) -> Self {
+        let total = duration.as_millis() as u64;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:<16} [{bar:30}] {percent:>3}%  {msg}")
+                    .expect("valid template")
+                    .progress_chars("#> "),
+            );
+            bar
+        });
+        Self {
+            bar,
+            what: what.to_string(),
+            total,
+            pos: 0,
+            last_line: None,
+            timed: true,
+            msg: String::new(),
+        }
+    }
+
+    /// The text shown after the bar (and in each plain line).
+    pub fn message(&mut self, msg: String) {
+        self.msg = msg;
+        if let Some(b) = &self.bar {
+            b.set_message(self.timed_text());
+        }
+    }
+
+    /// A timed progress's time so far, of the whole, and the message.
+    fn timed_text(&self) -> String {
+        format!(
+            "{:.1} of {} s  {}",
+            self.pos as f64 / 1000.0,
+            self.total / 1000,
+            self.msg
+        )
+    }
+
+    fn line(&self) {
+        if self.timed {
+            eprintln!("{} {}", self.what, self.timed_text());
+        } else {
+            eprintln!("{}/{} {}", self.pos, self.total, self.what);
         }
     }
 
@@ -50,13 +105,18 @@ impl Progress {
     pub fn set(&mut self, pos: u64) {
         self.pos = pos;
         match &self.bar {
-            Some(b) => b.set_position(pos),
+            Some(b) => {
+                b.set_position(pos);
+                if self.timed {
+                    b.set_message(self.timed_text());
+                }
+            }
             None => {
                 let due = self
                     .last_line
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
                 if due || pos >= self.total {
-                    eprintln!("{pos}/{} {}", self.total, self.what);
+                    self.line();
                     self.last_line = Some(Instant::now());
                 }
             }
@@ -82,7 +142,7 @@ impl Progress {
             Some(b) => b.finish(),
             None => {
                 if self.last_line.is_none() || self.pos < self.total {
-                    eprintln!("{}/{} {}", self.pos, self.total, self.what);
+                    self.line();
                 }
             }
         }

@@ -52,11 +52,30 @@ fn answer(content_type: &'static str, body: &'static [u8]) -> Response {
 }
 
 /// `GET /`: the console page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "server",
+    responses((status = 200, description = "the console's page", body = String, content_type = "text/html"))
+)]
 pub async fn index() -> Response {
     answer("text/html; charset=utf-8", INDEX)
 }
 
 /// `GET /console/{file}`: the console's script and style sheet.
+#[utoipa::path(
+    get,
+    path = "/console/{file}",
+    tag = "server",
+    params(("file" = String, Path, example = "app.js", description = "app.js or index.css")),
+    responses(
+        (status = 200, description = "the file", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
+        (status = 404, description = "no such file", body = super::error::ErrorBody),
+    )
+)]
 pub async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, body)) => answer(content_type, body),

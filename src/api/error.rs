@@ -5,6 +5,38 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+/// The body of every error answer of the API (built by [`ApiError`]): `error` always, the
+/// other fields where they apply.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // describes the JSON that `ApiError` builds, for the OpenAPI document
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+    /// Query-language and JSON errors: the line (1-based).
+    pub line: Option<u64>,
+    /// Query-language and JSON errors: the column (1-based).
+    pub column: Option<u64>,
+    /// Query-language errors: the message with its position.
+    pub detail: Option<String>,
+    /// A refused batch: each bad event's index and why.
+    pub errors: Option<Vec<InvalidEvent>>,
+    /// `POST /api/query`: where its JSON Schema is.
+    pub schema: Option<String>,
+    /// 409 on a drop: what reads the query.
+    pub dependents: Option<Vec<super::queries::Dependent>>,
+}
+
+/// One refused event of a batch.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct InvalidEvent {
+    /// Its index in the batch (null for a single event).
+    pub index: Option<u64>,
+    /// Why it was refused.
+    pub error: String,
+}
 
 /// An error answer.
 #[derive(Debug)]

@@ -9,14 +9,55 @@ use axum::extract::{Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 use weir_core::shape::{parse_body, parse_event, parse_query_string, ShapeError};
-use weir_core::Event;
+use weir_core::{Event, EventId};
 
-use super::decision::decision_json;
-use super::error::{json_body, ApiError, ApiResult};
+use super::decision::{decision_answer, DecisionAnswer};
+use super::error::{json_body, ApiError, ApiResult, ErrorBody};
 use crate::app::App;
+
+/// One event in any shape of SPEC section 1 (`event_type`/`params`, `data` with
+/// `event_tag`, `session_id`/`category`/`data`, or `type`/`ts` and fields).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // describes the request bodies, for the OpenAPI document
+#[schema(value_type = Object, example = json!({"event_type": "order", "ts": 1456606932000_i64, "params": {"seller": "s1", "amount": 10}}))]
+pub struct EventInput(Map<String, Value>);
+
+/// The body of `POST /api/check` and `POST /api/add_and_check`: one event, or an array.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum CheckBody {
+    /// An array of events: an array of decisions.
+    Many(Vec<EventInput>),
+    /// One event: one decision.
+    One(EventInput),
+}
+
+/// One decision, or an array of them for an array of events.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Decisions {
+    /// For one event.
+    One(DecisionAnswer),
+    /// For an array of events, in order.
+    Many(Vec<DecisionAnswer>),
+}
+
+/// Events added: `{"accepted": N, "durable": …, "ids": […]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// How many events were added.
+    pub accepted: usize,
+    /// Whether they are durable yet (true with `wait=durable`).
+    pub durable: bool,
+    /// Their ids, in order.
+    #[schema(value_type = Vec<u64>)]
+    pub ids: Vec<EventId>,
+}
 
 /// Query-string options of `POST /api/events`.
 #[derive(Debug, Deserialize)]
@@ -119,6 +160,26 @@ fn read_add_body(app: &App, body: &Value) -> Result<Vec<Event>, Vec<ShapeError>>
 
 /// `POST /api/events[?wait=durable]`: one event or a batch; a batch with any invalid event is
 /// refused whole.
+#[utoipa::path(
+    post,
+    path = "/api/events",
+    tag = "events",
+    params(("wait" = Option<String>, Query, description = "durable: answer 200 once the events are durable")),
+    request_body(
+        content = EventInput,
+        description = "one event, or a batch {\"events\": [event, …]} (refused whole if any event is invalid)"
+    ),
+    responses(
+        (status = 200, description = "added and durable (wait=durable)", body = Accepted, links(
+            ("CheckStored" = (operation_id = "get_event", parameters(("id" = "$response.body#/ids/0")))),
+        )),
+        (status = 202, description = "added and applied, not yet durable", body = Accepted),
+        (status = 400, description = "invalid JSON or events (each bad index and why); nothing added", body = ErrorBody),
+        (status = 413, description = "the body is over the size limit", body = ErrorBody),
+        (status = 500, description = "the event log has failed", body = ErrorBody),
+        (status = 503, description = "the event log is not taking writes; try again", body = ErrorBody),
+    )
+)]
 pub async fn add_events(
     State(app): State<Arc<App>>,
     Query(opts): Query<AddOptions>,
@@ -142,7 +203,7 @@ async fn add_and_answer(
     app: &App,
     events: Vec<Event>,
     durable: bool,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let (ids, receipt) = app.add(events, Vec::new()).map_err(storage_error)?;
     http_accepted(ids.len());
     let status = if durable {
@@ -154,7 +215,11 @@ async fn add_and_answer(
     // 202: applied and visible in results, queued for the log but not yet durable.
     Ok((
         status,
-        Json(json!({ "accepted": ids.len(), "ids": ids, "durable": durable })),
+        Json(Accepted {
+            accepted: ids.len(),
+            durable,
+            ids,
+        }),
     ))
 }
 
@@ -186,15 +251,26 @@ fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<
 
 /// `POST /api/check`: decide from the current state, without adding the event. An array
 /// body gives an array of decisions.
+#[utoipa::path(
+    post,
+    path = "/api/check",
+    tag = "decisions",
+    request_body = CheckBody,
+    responses(
+        (status = 200, description = "the decision (an array for an array)", body = Decisions),
+        (status = 400, description = "invalid JSON or events", body = ErrorBody),
+        (status = 413, description = "the body is over the size limit", body = ErrorBody),
+    )
+)]
 pub async fn check(
     State(app): State<Arc<App>>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Decisions>> {
     Ok(Json(match read_check_body(&app, body)? {
-        OneOrMany::One(e) => decision_json(&app.check(&e), None),
-        OneOrMany::Many(es) => Value::Array(
+        OneOrMany::One(e) => Decisions::One(decision_answer(&app.check(&e), None)),
+        OneOrMany::Many(es) => Decisions::Many(
             es.iter()
-                .map(|e| decision_json(&app.check(e), None))
+                .map(|e| decision_answer(&app.check(e), None))
                 .collect(),
         ),
     }))
@@ -203,12 +279,29 @@ pub async fn check(
 /// `POST /api/add_and_check`: decide on the state including the event and add it only if
 /// allowed; answers once the event is durable. An array body gives an array of decisions,
 /// each atomic on its own.
+#[utoipa::path(
+    post,
+    path = "/api/add_and_check",
+    tag = "decisions",
+    request_body = CheckBody,
+    responses(
+        (status = 200, description = "the decision (an array for an array); allowed events are added and durable", body = Decisions, links(
+            ("CheckStored" = (operation_id = "get_event", parameters(("id" = "$response.body#/event_id")))),
+        )),
+        (status = 400, description = "invalid JSON or events", body = ErrorBody),
+        (status = 413, description = "the body is over the size limit", body = ErrorBody),
+        (status = 500, description = "the event log has failed", body = ErrorBody),
+        (status = 503, description = "the event log is not taking writes; try again", body = ErrorBody),
+    )
+)]
 pub async fn add_and_check(
     State(app): State<Arc<App>>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Decisions>> {
     match read_check_body(&app, body)? {
-        OneOrMany::One(e) => add_and_check_one(&app, e).await.map(Json),
+        OneOrMany::One(e) => add_and_check_one(&app, e)
+            .await
+            .map(|d| Json(Decisions::One(d))),
         OneOrMany::Many(es) => {
             // Refuse the whole array up front if the log is not taking writes; a failure
             // that starts midway refuses the rest (each event is atomic on its own).
@@ -222,18 +315,18 @@ pub async fn add_and_check(
             let mut out = Vec::with_capacity(checked.len());
             for c in checked {
                 c.receipt.await.map_err(ApiError::internal)?;
-                out.push(decision_json(&c.decision, Some(c.event_id)));
+                out.push(decision_answer(&c.decision, Some(c.event_id)));
             }
-            Ok(Json(Value::Array(out)))
+            Ok(Json(Decisions::Many(out)))
         }
     }
 }
 
-async fn add_and_check_one(app: &App, event: Event) -> ApiResult<Value> {
+async fn add_and_check_one(app: &App, event: Event) -> ApiResult<DecisionAnswer> {
     let c = app.add_and_check(event).map_err(storage_error)?;
     http_accepted(usize::from(c.decision.allowed));
     c.receipt.await.map_err(ApiError::internal)?;
-    Ok(decision_json(&c.decision, Some(c.event_id)))
+    Ok(decision_answer(&c.decision, Some(c.event_id)))
 }
 
 /// Control parameters of the seed 002 form that are not event fields.
@@ -246,11 +339,47 @@ fn flag(qs: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The event of the seed 002 form: every query parameter but `result` and `id` is a field.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+#[schema(value_type = Object, example = json!({"amount": 10, "seller": "usedcardealer"}))]
+pub struct QueryFields(Map<String, Value>);
+
+/// An add (202) or, with `result=true`, a decision (200).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum PostEventAnswer {
+    /// `result=true`.
+    Decision(DecisionAnswer),
+    /// An add.
+    Accepted(Accepted),
+}
+
 /// `POST /event?evtname=…&…`: add (202 with the id), or with `result=true` add_and_check.
+///
+/// Every parameter but `result` is a field of the event (a value that reads as a number is
+/// one); `evtname` (or `event_type`, `type`) is its type.
+#[utoipa::path(
+    post,
+    path = "/event",
+    tag = "events",
+    params(
+        ("evtname" = String, Query, description = "the event type"),
+        ("result" = Option<String>, Query, description = "true or 1: add_and_check, answering the decision"),
+        ("fields" = Option<QueryFields>, Query, style = Form, explode, description = "the event's fields, one parameter each"),
+    ),
+    responses(
+        (status = 200, description = "result=true: the decision", body = DecisionAnswer),
+        (status = 202, description = "added, not yet durable", body = Accepted),
+        (status = 400, description = "an invalid event", body = ErrorBody),
+        (status = 500, description = "the event log has failed", body = ErrorBody),
+        (status = 503, description = "the event log is not taking writes; try again", body = ErrorBody),
+    )
+)]
 pub async fn post_event(
     State(app): State<Arc<App>>,
     RawQuery(qs): RawQuery,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<(StatusCode, Json<PostEventAnswer>)> {
     let qs = qs.unwrap_or_default();
     let event =
         parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| invalid_shape(vec![e]))?;
@@ -258,17 +387,34 @@ pub async fn post_event(
         .map_err(shape_errors)?;
     if matches!(flag(&qs, "result").as_deref(), Some("true") | Some("1")) {
         let v = add_and_check_one(&app, event).await?;
-        Ok((StatusCode::OK, Json(v)))
+        Ok((StatusCode::OK, Json(PostEventAnswer::Decision(v))))
     } else {
-        add_and_answer(&app, vec![event], false).await
+        let (status, Json(a)) = add_and_answer(&app, vec![event], false).await?;
+        Ok((status, Json(PostEventAnswer::Accepted(a))))
     }
 }
 
 /// `GET /event?evtname=…&…` checks that event; `GET /event?id=N` checks the stored event N.
+#[utoipa::path(
+    get,
+    path = "/event",
+    tag = "decisions",
+    params(
+        ("evtname" = Option<String>, Query, description = "the event type (without id)"),
+        ("id" = Option<u64>, Query, description = "check the stored event with this id instead"),
+        ("fields" = Option<QueryFields>, Query, style = Form, explode, description = "the event's fields, one parameter each"),
+    ),
+    responses(
+        (status = 200, description = "the decision", body = DecisionAnswer),
+        (status = 400, description = "an invalid event or id", body = ErrorBody),
+        (status = 404, description = "no stored event with that id", body = ErrorBody),
+        (status = 500, description = "storage failed", body = ErrorBody),
+    )
+)]
 pub async fn get_event(
     State(app): State<Arc<App>>,
     RawQuery(qs): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DecisionAnswer>> {
     let qs = qs.unwrap_or_default();
     if let Some(id) = flag(&qs, "id") {
         let id: u64 = id
@@ -283,11 +429,11 @@ pub async fn get_event(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
-        return Ok(Json(decision_json(&app.check(&record.event), Some(id))));
+        return Ok(Json(decision_answer(&app.check(&record.event), Some(id))));
     }
     let event =
         parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| invalid_shape(vec![e]))?;
     app.validate(std::slice::from_ref(&event))
         .map_err(shape_errors)?;
-    Ok(Json(decision_json(&app.check(&event), None)))
+    Ok(Json(decision_answer(&app.check(&event), None)))
 }

@@ -166,6 +166,12 @@ pub async fn track(req: Request, next: Next) -> Response {
 static BACKFILLED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Refresh the gauges read from other components, then render everything.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "server",
+    responses((status = 200, description = "every metric, in Prometheus's text format 0.0.4", body = String, content_type = "text/plain"))
+)]
 pub async fn render(State(app): State<Arc<App>>) -> impl IntoResponse {
     for q in app.engine().metrics() {
         let name = q.name.clone();

@@ -12,6 +12,7 @@
 //! - [`prometheus`]: the Prometheus-compatible query API under `/prometheus/api/v1/…`.
 //! - [`console`]: the web console at `/` (built from `web/`, embedded).
 //! - [`misc`]: `/healthz`, `/help`, 404.
+//! - [`openapi`]: `/api/openapi.json`, generated from the handlers' annotations.
 
 pub mod analytics;
 pub mod console;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod misc;
+pub mod openapi;
 pub mod prometheus;
 pub mod queries;
 pub mod schemas;
@@ -45,7 +47,7 @@ pub struct RouteDef {
     pub handlers: MethodRouter<Arc<App>>,
 }
 
-fn def(
+pub(crate) fn def(
     path: &'static str,
     help: &'static [(&'static str, &'static str)],
     handlers: MethodRouter<Arc<App>>,
@@ -70,6 +72,11 @@ pub fn routes() -> Vec<RouteDef> {
         def("/healthz", &[("GET", "200 once ready")], get(misc::healthz)),
         def("/help", &[("GET", "this list")], get(misc::help)),
         def("/metrics", &[("GET", "Prometheus metrics")], get(metrics::render)),
+        def(
+            "/api/openapi.json",
+            &[("GET", "this API as an OpenAPI 3.1 document")],
+            get(openapi::document),
+        ),
         def(
             "/api/statements",
             &[("POST", "apply DSL text (text/plain): CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT")],
@@ -143,6 +150,22 @@ pub fn routes() -> Vec<RouteDef> {
             post(events::post_event).get(events::get_event),
         ),
     ]
+}
+
+/// Every `(method, path, description)` the router answers: [`routes`] and, under
+/// `/prometheus`, [`prometheus::route_defs`].
+pub fn all_routes() -> Vec<(&'static str, String, &'static str)> {
+    let top = routes().into_iter().map(|d| (String::new(), d));
+    let prom = prometheus::route_defs()
+        .into_iter()
+        .map(|d| ("/prometheus".to_string(), d));
+    top.chain(prom)
+        .flat_map(|(prefix, d)| {
+            let (path, help) = (d.path, d.help);
+            help.iter()
+                .map(move |(method, what)| (*method, format!("{prefix}{path}"), *what))
+        })
+        .collect()
 }
 
 /// Every route, with CORS and the body-size limit.

@@ -1,25 +1,163 @@
 //! Queries and rules: definitions (`GET/DELETE /api/queries[/{name}]`, `GET/DELETE
 //! /api/rules[/{name}]`) and results (`GET /api/queries/{name}/result`).
+//!
+//! The answer types serialize their fields in alphabetical order, as the JSON maps these
+//! answers were first built with did (SPEC section 13 keeps the bytes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use weir_engine::ReadRequest;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::app::App;
 use crate::catalog;
+use crate::shapes::ResultRow;
+
+/// `GET /api/queries`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueryList {
+    /// Every query's definition and status.
+    #[schema(value_type = Vec<QueryDefinition>)]
+    pub queries: Vec<Value>,
+}
+
+/// `GET /api/rules`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleList {
+    /// Every rule's definition and status.
+    #[schema(value_type = Vec<RuleDefinition>)]
+    pub rules: Vec<Value>,
+}
+
+/// A query's definition and status (built by the catalogue).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // describes the JSON the catalogue builds, for the OpenAPI document
+pub struct QueryDefinition {
+    /// Its name.
+    pub name: String,
+    /// Its DSL text (during a replace: the new definition's).
+    pub text: String,
+    /// `running`, `backfilling` (with `progress`), or `error` (with `error`).
+    #[schema(inline)]
+    pub status: DefinitionStatus,
+    /// Why a stored definition could not be restored.
+    pub error: Option<String>,
+    /// Backfill progress, 0..1.
+    pub progress: Option<f64>,
+    /// Backfill: events replayed so far.
+    pub replayed: Option<u64>,
+    /// Backfill: events to replay (an upper bound).
+    pub total: Option<u64>,
+    /// Backfill: seconds left, estimated (null before any progress).
+    pub eta_seconds: Option<f64>,
+}
+
+/// A rule's definition and status (built by the catalogue).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct RuleDefinition {
+    /// Its name.
+    pub name: String,
+    /// Its DSL text.
+    pub text: String,
+    /// `running`, `backfilling`, or `error` (with `error`).
+    #[schema(inline)]
+    pub status: DefinitionStatus,
+    /// Why a stored definition could not be restored.
+    pub error: Option<String>,
+}
+
+/// A definition's status.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum DefinitionStatus {
+    /// Applied and answering.
+    Running,
+    /// Being backfilled (results still come from the definition it replaces).
+    Backfilling,
+    /// The stored definition could not be restored.
+    Error,
+}
+
+/// What reads a query (built by the catalogue): `{"kind": "rule"|"query", "name": …}`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct Dependent {
+    /// `rule` or `query`.
+    #[schema(inline)]
+    pub kind: DependentKind,
+    /// Its name.
+    pub name: String,
+}
+
+/// The kinds of [`Dependent`].
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum DependentKind {
+    /// A rule.
+    Rule,
+    /// A query.
+    Query,
+}
+
+/// `DELETE /api/queries/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueryDropped {
+    /// What was dropped with it (`cascade=true`).
+    #[schema(value_type = Vec<Dependent>)]
+    pub dropped: Vec<Value>,
+    /// The query.
+    pub name: String,
+    /// `drop_query`.
+    #[schema(example = "drop_query")]
+    pub statement: &'static str,
+}
+
+/// `DELETE /api/rules/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleDropped {
+    /// The rule.
+    pub name: String,
+    /// `drop_rule`.
+    #[schema(example = "drop_rule")]
+    pub statement: &'static str,
+}
 
 /// `GET /api/queries`: every query's definition and status.
-pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    let list = catalog::query_definitions(&app).map_err(ApiError::internal)?;
-    Ok(Json(json!({ "queries": list })))
+#[utoipa::path(
+    get,
+    path = "/api/queries",
+    tag = "queries",
+    responses(
+        (status = 200, description = "every query", body = QueryList),
+        (status = 500, description = "storage failed", body = ErrorBody),
+    )
+)]
+pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<QueryList>> {
+    let queries = catalog::query_definitions(&app).map_err(ApiError::internal)?;
+    Ok(Json(QueryList { queries }))
 }
 
 /// `GET /api/queries/{name}`.
+#[utoipa::path(
+    get,
+    path = "/api/queries/{name}",
+    tag = "queries",
+    params(("name" = String, Path, example = "orders", description = "the query's name")),
+    responses(
+        (status = 200, description = "the query", body = QueryDefinition),
+        (status = 404, description = "no such query", body = ErrorBody),
+        (status = 500, description = "storage failed", body = ErrorBody),
+    )
+)]
 pub async fn get_query(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -34,11 +172,27 @@ pub async fn get_query(
 
 /// `DELETE /api/queries/{name}[?cascade=true]`: 409 naming every query and rule that reads
 /// it, unless `cascade=true`, which drops those too and lists them in `dropped`.
+#[utoipa::path(
+    delete,
+    path = "/api/queries/{name}",
+    tag = "queries",
+    params(
+        ("name" = String, Path, example = "orders", description = "the query's name"),
+        ("cascade" = Option<String>, Query, description = "true (or 1, or empty) drops what reads the query too; false (or 0) refuses"),
+    ),
+    responses(
+        (status = 200, description = "dropped", body = QueryDropped),
+        (status = 400, description = "a bad parameter", body = ErrorBody),
+        (status = 404, description = "no such query", body = ErrorBody),
+        (status = 409, description = "other queries or rules read it (named in dependents)", body = ErrorBody),
+        (status = 500, description = "storage failed", body = ErrorBody),
+    )
+)]
 pub async fn delete_query(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QueryDropped>> {
     for k in params.keys() {
         if k != "cascade" {
             return Err(ApiError::bad_request(format!(
@@ -57,18 +211,40 @@ pub async fn delete_query(
     };
     let dropped = catalog::drop_query(&app, &name, cascade).await?;
     let dropped: Vec<Value> = dropped.iter().map(catalog::Dependent::json).collect();
-    Ok(Json(
-        json!({ "statement": "drop_query", "name": name, "dropped": dropped }),
-    ))
+    Ok(Json(QueryDropped {
+        dropped,
+        name,
+        statement: "drop_query",
+    }))
 }
 
 /// `GET /api/rules`.
-pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    let list = catalog::rule_definitions(&app).map_err(ApiError::internal)?;
-    Ok(Json(json!({ "rules": list })))
+#[utoipa::path(
+    get,
+    path = "/api/rules",
+    tag = "rules",
+    responses(
+        (status = 200, description = "every rule", body = RuleList),
+        (status = 500, description = "storage failed", body = ErrorBody),
+    )
+)]
+pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<RuleList>> {
+    let rules = catalog::rule_definitions(&app).map_err(ApiError::internal)?;
+    Ok(Json(RuleList { rules }))
 }
 
 /// `GET /api/rules/{name}`.
+#[utoipa::path(
+    get,
+    path = "/api/rules/{name}",
+    tag = "rules",
+    params(("name" = String, Path, example = "many_orders", description = "the rule's name")),
+    responses(
+        (status = 200, description = "the rule", body = RuleDefinition),
+        (status = 404, description = "no such rule", body = ErrorBody),
+        (status = 500, description = "storage failed", body = ErrorBody),
+    )
+)]
 pub async fn get_rule(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -82,12 +258,26 @@ pub async fn get_rule(
 }
 
 /// `DELETE /api/rules/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/api/rules/{name}",
+    tag = "rules",
+    params(("name" = String, Path, example = "many_orders", description = "the rule's name")),
+    responses(
+        (status = 200, description = "dropped", body = RuleDropped),
+        (status = 404, description = "no such rule", body = ErrorBody),
+        (status = 500, description = "storage failed", body = ErrorBody),
+    )
+)]
 pub async fn delete_rule(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RuleDropped>> {
     catalog::drop_rule(&app, &name).await?;
-    Ok(Json(json!({ "statement": "drop_rule", "name": name })))
+    Ok(Json(RuleDropped {
+        name,
+        statement: "drop_rule",
+    }))
 }
 
 fn time_param(params: &HashMap<String, String>, name: &str) -> ApiResult<Option<i64>> {
@@ -186,11 +376,31 @@ fn check_step(
 }
 
 /// `GET /api/queries/{name}/result?at=…|from=…&to=…[&step=…][&key.F=V…]`.
+///
+/// Parameters `key.FIELD=VALUE` (one per group field, any number) pick group keys; a value
+/// that reads as a number is compared as one.
+#[utoipa::path(
+    get,
+    path = "/api/queries/{name}/result",
+    tag = "queries",
+    params(
+        ("name" = String, Path, example = "orders", description = "the query's name"),
+        ("at" = Option<String>, Query, description = "sliding windows: the window end to read (unix ms or s, RFC 3339; default now)"),
+        ("from" = Option<String>, Query, description = "a series read: the first bucket or window end"),
+        ("to" = Option<String>, Query, description = "a series read: the last bucket or window end"),
+        ("step" = Option<String>, Query, description = "a sliding query read as a series: the distance between windows (a duration such as 5min, or ms), a multiple of the granularity"),
+    ),
+    responses(
+        (status = 200, description = "the rows", body = ResultAnswer),
+        (status = 400, description = "a bad parameter", body = ErrorBody),
+        (status = 404, description = "no such query", body = ErrorBody),
+    )
+)]
 pub async fn result(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ResultAnswer>> {
     let mut req = read_request(&params, app.engine().query_shape(&name).as_ref())?;
     if req.at.is_none() && req.from.is_none() && req.to.is_none() {
         // SPEC section 13: a sliding window is read at `at`, default now.
@@ -200,17 +410,25 @@ pub async fn result(
         .engine()
         .answer(&name, &req)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    Ok(Json(answer_json(answer)))
+    Ok(Json(ResultAnswer::from(answer)))
 }
 
 /// A read's answer: `rows`, and for a windowed query `complete_from`, the first window end
 /// from which rows are complete (windows ending earlier reach below the retained buckets and
 /// are left out; null while every window is complete).
-pub fn answer_json(answer: weir_engine::Answer) -> Value {
-    let rows: Vec<Value> = answer
-        .rows
-        .into_iter()
-        .map(crate::shapes::row_json)
-        .collect();
-    json!({ "rows": rows, "complete_from": answer.complete_from })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultAnswer {
+    /// The first window end from which rows are complete (unix ms); null while all are.
+    pub complete_from: Option<i64>,
+    /// The rows.
+    pub rows: Vec<ResultRow>,
+}
+
+impl From<weir_engine::Answer> for ResultAnswer {
+    fn from(answer: weir_engine::Answer) -> Self {
+        Self {
+            complete_from: answer.complete_from,
+            rows: answer.rows.into_iter().map(ResultRow::from).collect(),
+        }
+    }
 }

@@ -26,44 +26,133 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value as Json};
+use utoipa::ToSchema;
 
+use super::{def, RouteDef};
 use crate::app::App;
 use eval::Value;
 use params::Params;
-use render::{success, PromError};
+use render::{success, PromError, PromErrorBody, PromSuccess};
 use source::{Labels, SeriesSource, WeirSource};
 
 /// The most points one range query may return per series (as Prometheus).
 pub const MAX_POINTS: i64 = 11_000;
 
-/// The routes under `/prometheus`, as `GET /help` lists them.
-pub const HELP: &[(&str, &str)] = &[
-    ("GET /prometheus/api/v1/query", "PromQL at one time over query results and rule decisions (Grafana datasource URL: /prometheus)"),
-    ("POST /prometheus/api/v1/query", "the same, form-encoded (as Grafana sends it)"),
-    ("GET /prometheus/api/v1/query_range", "PromQL over a time range: start, end, step"),
-    ("POST /prometheus/api/v1/query_range", "the same, form-encoded"),
-    ("GET /prometheus/api/v1/series", "the series matching match[] selectors"),
-    ("POST /prometheus/api/v1/series", "the same, form-encoded"),
-    ("GET /prometheus/api/v1/labels", "label names"),
-    ("POST /prometheus/api/v1/labels", "the same, form-encoded"),
-    ("GET /prometheus/api/v1/label/{name}/values", "one label's values"),
-    ("GET /prometheus/api/v1/metadata", "metric metadata"),
-    ("GET /prometheus/api/v1/status/buildinfo", "version, for Grafana's datasource check"),
-];
+/// Every route under `/prometheus` (paths relative to it), with what `GET /help` says per
+/// method: the router is built from this table, so the two cannot drift.
+pub fn route_defs() -> Vec<RouteDef> {
+    vec![
+        def(
+            "/api/v1/query",
+            &[
+                ("GET", "PromQL at one time over query results and rule decisions (Grafana datasource URL: /prometheus)"),
+                ("POST", "the same, form-encoded (as Grafana sends it)"),
+            ],
+            get(query).post(query_post),
+        ),
+        def(
+            "/api/v1/query_range",
+            &[
+                ("GET", "PromQL over a time range: start, end, step"),
+                ("POST", "the same, form-encoded"),
+            ],
+            get(query_range).post(query_range_post),
+        ),
+        def(
+            "/api/v1/labels",
+            &[("GET", "label names"), ("POST", "the same, form-encoded")],
+            get(labels).post(labels_post),
+        ),
+        def(
+            "/api/v1/label/{name}/values",
+            &[("GET", "one label's values")],
+            get(label_values),
+        ),
+        def(
+            "/api/v1/series",
+            &[
+                ("GET", "the series matching match[] selectors"),
+                ("POST", "the same, form-encoded"),
+            ],
+            get(series).post(series_post),
+        ),
+        def("/api/v1/metadata", &[("GET", "metric metadata")], get(metadata)),
+        def(
+            "/api/v1/status/buildinfo",
+            &[("GET", "version, for Grafana's datasource check")],
+            get(buildinfo),
+        ),
+        def(
+            "/api/v1/query_exemplars",
+            &[
+                ("GET", "exemplars: always none (Weir keeps none)"),
+                ("POST", "the same, form-encoded"),
+            ],
+            get(exemplars).post(exemplars_post),
+        ),
+        def(
+            "/api/v1/rules",
+            &[("GET", "alerting and recording rules: none (Weir's rules are not Prometheus rules)")],
+            get(rules),
+        ),
+        def("/api/v1/alerts", &[("GET", "alerts: none")], get(alerts)),
+    ]
+}
 
 /// The routes, to be nested under `/prometheus`.
 pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/v1/query", get(query).post(query))
-        .route("/api/v1/query_range", get(query_range).post(query_range))
-        .route("/api/v1/labels", get(labels).post(labels))
-        .route("/api/v1/label/{name}/values", get(label_values))
-        .route("/api/v1/series", get(series).post(series))
-        .route("/api/v1/metadata", get(metadata))
-        .route("/api/v1/status/buildinfo", get(buildinfo))
-        .route("/api/v1/query_exemplars", get(empty_list).post(empty_list))
-        .route("/api/v1/rules", get(rules))
-        .route("/api/v1/alerts", get(alerts))
+    route_defs()
+        .into_iter()
+        .fold(Router::new(), |r, d| r.route(d.path, d.handlers))
+}
+
+/// The form body of a `POST` query (the parameters of the `GET`).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // describes the form, for the OpenAPI document
+pub struct QueryForm {
+    /// The PromQL expression.
+    pub query: String,
+    /// The evaluation time (unix seconds or RFC 3339; default now).
+    pub time: Option<String>,
+}
+
+/// The form body of a `POST` range query.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct RangeForm {
+    /// The PromQL expression.
+    pub query: String,
+    /// The first evaluation time (unix seconds or RFC 3339).
+    pub start: String,
+    /// The last evaluation time.
+    pub end: String,
+    /// The step (a duration such as `15s`, or seconds).
+    pub step: String,
+}
+
+/// The form body of a `POST` exemplars query (read, and answered with none).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ExemplarForm {
+    /// The PromQL expression.
+    pub query: Option<String>,
+    /// From this time.
+    pub start: Option<String>,
+    /// To this time.
+    pub end: Option<String>,
+}
+
+/// The form body of a `POST` series or labels listing.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct SeriesForm {
+    /// A series selector (repeat the parameter for more).
+    #[schema(rename = "match[]")]
+    pub matches: Option<String>,
+    /// From this time.
+    pub start: Option<String>,
+    /// To this time.
+    pub end: Option<String>,
 }
 
 /// Read the parameters and run `f` on a blocking thread (reads lock engine shards).
@@ -89,6 +178,21 @@ async fn run(
 }
 
 /// `/api/v1/query?query=…&time=…`: an instant query (time defaults to now).
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/query",
+    operation_id = "prometheus_query",
+    tag = "prometheus",
+    params(
+        ("query" = String, Query, description = "the PromQL expression"),
+        ("time" = Option<String>, Query, description = "the evaluation time (unix seconds or RFC 3339; default now)"),
+    ),
+    responses(
+        (status = 200, description = "the answer", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or expression, or PromQL Weir does not evaluate", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
 pub async fn query(
     State(app): State<Arc<App>>,
     RawQuery(q): RawQuery,
@@ -108,6 +212,23 @@ pub async fn query(
 }
 
 /// `/api/v1/query_range?query=…&start=…&end=…&step=…`: the expression at every step.
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/query_range",
+    operation_id = "prometheus_query_range",
+    tag = "prometheus",
+    params(
+        ("query" = String, Query, description = "the PromQL expression"),
+        ("start" = String, Query, description = "the first evaluation time (unix seconds or RFC 3339)"),
+        ("end" = String, Query, description = "the last evaluation time"),
+        ("step" = String, Query, description = "the step (a duration such as 15s, or seconds)"),
+    ),
+    responses(
+        (status = 200, description = "the answer", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or expression, or PromQL Weir does not evaluate", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
 pub async fn query_range(
     State(app): State<Arc<App>>,
     RawQuery(q): RawQuery,
@@ -172,6 +293,22 @@ fn matching_series(app: &App, p: &Params, required: bool) -> Result<Vec<Labels>,
 }
 
 /// `/api/v1/labels[?match[]=…&start=…&end=…]`: label names.
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/labels",
+    operation_id = "prometheus_labels",
+    tag = "prometheus",
+    params(
+        ("match[]" = Option<Vec<String>>, Query, explode, description = "series selectors"),
+        ("start" = Option<String>, Query, description = "from this time"),
+        ("end" = Option<String>, Query, description = "to this time"),
+    ),
+    responses(
+        (status = 200, description = "the list", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or selector", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
 pub async fn labels(
     State(app): State<Arc<App>>,
     RawQuery(q): RawQuery,
@@ -189,6 +326,23 @@ pub async fn labels(
 }
 
 /// `/api/v1/label/{name}/values[?match[]=…]`: the values of one label.
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/label/{name}/values",
+    operation_id = "prometheus_label_values",
+    tag = "prometheus",
+    params(
+        ("name" = String, Path, example = "__name__", description = "the label name"),
+        ("match[]" = Option<Vec<String>>, Query, explode, description = "series selectors"),
+        ("start" = Option<String>, Query, description = "from this time"),
+        ("end" = Option<String>, Query, description = "to this time"),
+    ),
+    responses(
+        (status = 200, description = "the list", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or selector", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
 pub async fn label_values(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -214,6 +368,22 @@ pub async fn label_values(
 }
 
 /// `/api/v1/series?match[]=…[&start=…&end=…]`: the label sets of matching series.
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/series",
+    operation_id = "prometheus_series",
+    tag = "prometheus",
+    params(
+        ("match[]" = Vec<String>, Query, explode, description = "series selectors (at least one)"),
+        ("start" = Option<String>, Query, description = "from this time"),
+        ("end" = Option<String>, Query, description = "to this time"),
+    ),
+    responses(
+        (status = 200, description = "the list", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or selector", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
 pub async fn series(
     State(app): State<Arc<App>>,
     RawQuery(q): RawQuery,
@@ -231,6 +401,21 @@ pub async fn series(
 }
 
 /// `/api/v1/metadata[?metric=…]`: every metric name with its type and help.
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/metadata",
+    operation_id = "prometheus_metadata",
+    tag = "prometheus",
+    params(
+        ("metric" = Option<String>, Query, description = "one metric's metadata"),
+        ("limit" = Option<String>, Query, description = "at most this many metrics (0: all)"),
+    ),
+    responses(
+        (status = 200, description = "the list", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or selector", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
 pub async fn metadata(
     State(app): State<Arc<App>>,
     RawQuery(q): RawQuery,
@@ -288,6 +473,13 @@ pub async fn metadata(
 }
 
 /// `/api/v1/status/buildinfo`: what Grafana probes to learn the server's version.
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/status/buildinfo",
+    operation_id = "prometheus_buildinfo",
+    tag = "prometheus",
+    responses((status = 200, description = "the version Weir answers as", body = PromSuccess))
+)]
 pub async fn buildinfo() -> Response {
     success(json!({
         "version": "2.45.0",
@@ -300,17 +492,144 @@ pub async fn buildinfo() -> Response {
     }))
 }
 
-/// An empty list (exemplars: Weir has none).
-pub async fn empty_list() -> Response {
+/// `/api/v1/query_exemplars`: an empty list (Weir keeps no exemplars).
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/query_exemplars",
+    operation_id = "prometheus_exemplars",
+    tag = "prometheus",
+    params(
+        ("query" = Option<String>, Query, description = "the PromQL expression (ignored)"),
+        ("start" = Option<String>, Query, description = "ignored"),
+        ("end" = Option<String>, Query, description = "ignored"),
+    ),
+    responses((status = 200, description = "an empty list", body = PromSuccess))
+)]
+pub async fn exemplars() -> Response {
+    success(json!([]))
+}
+
+/// `POST /api/v1/query_exemplars`: the same, form-encoded.
+#[utoipa::path(
+    post,
+    path = "/prometheus/api/v1/query_exemplars",
+    operation_id = "prometheus_exemplars_post",
+    tag = "prometheus",
+    request_body(content = Option<ExemplarForm>, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "an empty list", body = PromSuccess))
+)]
+pub async fn exemplars_post() -> Response {
     success(json!([]))
 }
 
 /// `/api/v1/rules`: Weir's rules are not Prometheus alerting rules; none listed.
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/rules",
+    operation_id = "prometheus_rules",
+    tag = "prometheus",
+    responses((status = 200, description = "no rule groups", body = PromSuccess))
+)]
 pub async fn rules() -> Response {
     success(json!({ "groups": [] }))
 }
 
 /// `/api/v1/alerts`: none (see `rules`).
+#[utoipa::path(
+    get,
+    path = "/prometheus/api/v1/alerts",
+    operation_id = "prometheus_alerts",
+    tag = "prometheus",
+    responses((status = 200, description = "no alerts", body = PromSuccess))
+)]
 pub async fn alerts() -> Response {
     success(json!({ "alerts": [] }))
+}
+
+/// `POST /api/v1/query`: [`query`] with a form body.
+#[utoipa::path(
+    post,
+    path = "/prometheus/api/v1/query",
+    operation_id = "prometheus_query_post",
+    tag = "prometheus",
+    request_body(content = QueryForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the answer", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or expression, or PromQL Weir does not evaluate", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
+pub async fn query_post(
+    app: State<Arc<App>>,
+    q: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    query(app, q, headers, body).await
+}
+
+/// `POST /api/v1/query_range`: [`query_range`] with a form body.
+#[utoipa::path(
+    post,
+    path = "/prometheus/api/v1/query_range",
+    operation_id = "prometheus_query_range_post",
+    tag = "prometheus",
+    request_body(content = RangeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the answer", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or expression, or PromQL Weir does not evaluate", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
+pub async fn query_range_post(
+    app: State<Arc<App>>,
+    q: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    query_range(app, q, headers, body).await
+}
+
+/// `POST /api/v1/labels`: [`labels`] with a form body.
+#[utoipa::path(
+    post,
+    path = "/prometheus/api/v1/labels",
+    operation_id = "prometheus_labels_post",
+    tag = "prometheus",
+    request_body(content = Option<SeriesForm>, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the list", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or selector", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
+pub async fn labels_post(
+    app: State<Arc<App>>,
+    q: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    labels(app, q, headers, body).await
+}
+
+/// `POST /api/v1/series`: [`series`] with a form body.
+#[utoipa::path(
+    post,
+    path = "/prometheus/api/v1/series",
+    operation_id = "prometheus_series_post",
+    tag = "prometheus",
+    request_body(content = Option<SeriesForm>, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the list", body = PromSuccess),
+        (status = 400, description = "bad_data: a bad parameter or selector", body = PromErrorBody),
+        (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
+    )
+)]
+pub async fn series_post(
+    app: State<Arc<App>>,
+    q: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    series(app, q, headers, body).await
 }

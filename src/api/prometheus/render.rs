@@ -5,7 +5,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 use super::source::{Labels, Series};
 
@@ -61,16 +63,50 @@ impl std::fmt::Display for PromError {
     }
 }
 
+/// Prometheus's error answer. Fields in alphabetical order, as the JSON map it was first
+/// built with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PromErrorBody {
+    /// What went wrong.
+    pub error: String,
+    /// `bad_data` (400) or `execution` (422).
+    #[serde(rename = "errorType")]
+    pub error_type: &'static str,
+    /// `error`.
+    #[schema(example = "error")]
+    pub status: &'static str,
+}
+
+/// Prometheus's success answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PromSuccess {
+    /// The answer: for queries `{"resultType", "result"}`, for the listings an array or an
+    /// object.
+    pub data: Value,
+    /// `success`.
+    #[schema(example = "success")]
+    pub status: &'static str,
+}
+
 impl IntoResponse for PromError {
     fn into_response(self) -> Response {
-        let body = json!({ "status": "error", "errorType": self.kind, "error": self.message });
-        (self.status(), Json(body)).into_response()
+        let status = self.status();
+        let body = PromErrorBody {
+            error: self.message,
+            error_type: self.kind,
+            status: "error",
+        };
+        (status, Json(body)).into_response()
     }
 }
 
 /// `{"status":"success","data":…}`.
 pub fn success(data: Value) -> Response {
-    Json(json!({ "status": "success", "data": data })).into_response()
+    Json(PromSuccess {
+        data,
+        status: "success",
+    })
+    .into_response()
 }
 
 /// A sample value as Prometheus writes it.
