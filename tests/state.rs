@@ -12,6 +12,8 @@ CREATE QUERY sliding AS SELECT count(*) AS n, sum(amount) AS s FROM sale GROUP B
 CREATE QUERY series AS SELECT count(*) AS n, min(amount) AS lo, max(amount) AS hi FROM sale GROUP BY seller, timeseries(time, 1min);
 ";
 
+static AT: std::sync::LazyLock<i64> = std::sync::LazyLock::new(now_ms);
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
@@ -20,12 +22,21 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Both queries read at one fixed time and as series over a fixed range (a read without `at`
+/// would follow the wall clock between the two reads being compared).
 async fn answers(server: &Server) -> Vec<Value> {
-    let from = now_ms() - 3 * 3_600_000;
-    let to = now_ms() + 60_000;
+    let at = *AT;
+    let from = at - 3 * 3_600_000;
+    let to = at + 60_000;
     let mut out = Vec::new();
     for q in ["sliding", "series"] {
-        out.push(server.get(&format!("/api/queries/{q}/result")).await.1["rows"].clone());
+        out.push(
+            server
+                .get(&format!("/api/queries/{q}/result?at={at}"))
+                .await
+                .1["rows"]
+                .clone(),
+        );
         let (status, body) = server
             .get(&format!("/api/queries/{q}/result?from={from}&to={to}"))
             .await;

@@ -81,10 +81,6 @@ pub struct ShardCapture {
     pub shard: usize,
     /// The mark row's value, to write after every key.
     pub mark: Vec<u8>,
-    /// Its event id.
-    pub pos: u64,
-    /// Highest event id any key write includes.
-    pub max_pos: u64,
     /// Key writes.
     pub keys: Vec<KeyWrite>,
     /// What was taken from the shard, to put back with [`QueryRt::requeue`] if the writes
@@ -182,11 +178,9 @@ impl QueryRt {
                 rows: Vec::new(),
             })
             .collect();
-        let mut max_pos = mark.pos;
         for chunk in taken.chunks(CHUNK_KEYS) {
             let g = self.shards[shard].lock();
             let at = pos();
-            max_pos = max_pos.max(at);
             for &(hash, d) in chunk {
                 for ks in g.table.iter_hash(hash).filter(|k| k.hash == hash) {
                     let w = key_write(at, ks, d, stride, has_others);
@@ -202,8 +196,6 @@ impl QueryRt {
         ShardCapture {
             shard,
             mark: serde_json::to_vec(&mark).expect("a mark serialises"),
-            pos: mark.pos,
-            max_pos,
             keys,
             taken,
             removed,
