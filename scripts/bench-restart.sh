@@ -11,7 +11,9 @@
 #
 #   scripts/bench-restart.sh [path/to/weir]     (default: target/release/weir)
 #
-# Environment: PORT (18290), KEYS (1000000), FLUSH (5s), DUR (seconds per ingest run, 20).
+# Environment: PORT (18290), KEYS (1000000), FLUSH (5s), DUR (seconds per ingest run, 20),
+# SERVE_ARGS (extra `weir serve` flags, e.g. `--cassandra-nodes 127.0.0.1:9042
+# --cassandra-keyspace bench` to run it on Cassandra/Scylla; use a fresh keyspace each run).
 # Not part of scripts/test.sh: it is a benchmark (figures go to docs/benchmarks.md).
 set -euo pipefail
 WEIR=${1:-target/release/weir}
@@ -19,12 +21,14 @@ PORT=${PORT:-18290}
 KEYS=${KEYS:-1000000}
 FLUSH=${FLUSH:-5s}
 DUR=${DUR:-20}
+read -r -a SERVE_ARGS <<<"${SERVE_ARGS:-}"
 URL=http://127.0.0.1:$PORT
 DATA=$(mktemp -d)
 LOG=$(mktemp)
 SERVER=
 start() {
-    WEIR_CHECKPOINT_INTERVAL=$1 "$WEIR" serve --http "127.0.0.1:$PORT" --data-dir "$DATA" 2>>"$LOG" &
+    WEIR_CHECKPOINT_INTERVAL=$1 "$WEIR" serve --http "127.0.0.1:$PORT" --data-dir "$DATA" \
+        "${SERVE_ARGS[@]}" 2>>"$LOG" &
     SERVER=$!
 }
 cleanup() {

@@ -28,6 +28,7 @@ use weir_storage::{GroupCommit, LogRecord, Receipt, Storage, StorageError};
 
 use crate::config::ServeConfig;
 pub use crate::insights::Insights;
+use crate::store::Store;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -37,8 +38,8 @@ pub struct App {
     engine: Arc<Engine>,
     /// Rules on top of the engine.
     rules: RuleSet,
-    /// The store (event log, catalogue, checkpoints).
-    store: Arc<dyn Storage>,
+    /// The store (event log, catalogue, persisted state), reached only off the async workers.
+    store: Store,
     /// The group-commit writer in front of the store's event log.
     log: GroupCommit,
     /// The next event id to hand out.
@@ -96,9 +97,21 @@ impl App {
         &self.rules
     }
 
-    /// The store (event log, catalogue, persisted state).
-    pub fn store(&self) -> &Arc<dyn Storage> {
+    /// The store (event log, catalogue, persisted state): its calls run on blocking threads.
+    pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Run `f` on a blocking thread with the app and its storage (see [`Cx`]).
+    pub async fn blocking<R, F>(self: &Arc<Self>, f: F) -> R
+    where
+        F: FnOnce(&Cx<'_>) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let app = self.clone();
+        self.store
+            .run(move |store| f(&Cx { app: &app, store }))
+            .await
     }
 
     /// The group-commit writer in front of the store's event log.
@@ -147,7 +160,7 @@ impl App {
         cfg: ServeConfig,
         engine: Arc<Engine>,
         rules: RuleSet,
-        store: Arc<dyn Storage>,
+        store: Store,
         log: GroupCommit,
         last_seq: u64,
         clock: Arc<dyn Clock>,
@@ -205,6 +218,30 @@ impl App {
             .collect()
     }
 
+}
+
+/// The app on a blocking thread, with its storage: what synchronous code that reads or
+/// writes the store takes. Only [`App::blocking`] makes one, so storage calls never run on
+/// an async worker (where a Cassandra round trip or an fsync would stall every task on it).
+pub struct Cx<'a> {
+    app: &'a App,
+    store: &'a dyn Storage,
+}
+
+impl std::ops::Deref for Cx<'_> {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        self.app
+    }
+}
+
+impl<'a> Cx<'a> {
+    /// The storage, on this blocking thread.
+    pub fn store(&self) -> &'a dyn Storage {
+        self.store
+    }
+
     /// Set (or with `None` remove) the schema of an event type, and store the set.
     pub fn set_schema(&self, ty: &str, schema: Option<Arc<Schema>>) -> anyhow::Result<()> {
         let mut schemas = self.schemas.write();
@@ -235,6 +272,19 @@ impl App {
         }
         Ok(())
     }
+
+    /// Load the persisted query state and the analytics (on start; see [`crate::state`]).
+    pub fn restore_state(&self) -> anyhow::Result<crate::state::Restored> {
+        self.persist.restore(self)
+    }
+
+    /// Flush the query state that changed since the last flush (see [`crate::state`]).
+    pub fn flush_state(&self) -> anyhow::Result<()> {
+        self.persist.flush(self).map(|_| ())
+    }
+}
+
+impl App {
 
     /// How events are read right now (time of arrival, future-skew limit).
     pub fn shape_opts(&self) -> ShapeOptions {
@@ -345,16 +395,6 @@ impl App {
         (self.last_seq(), insights)
     }
 
-    /// Load the persisted query state and the analytics (on start; see [`crate::state`]).
-    pub fn restore_state(&self) -> anyhow::Result<crate::state::Restored> {
-        self.persist.restore(self)
-    }
-
-    /// Flush the query state that changed since the last flush (see [`crate::state`]).
-    pub fn flush_state(&self) -> anyhow::Result<()> {
-        self.persist.flush(self).map(|_| ())
-    }
-
     /// Wait until every event that already has an id is queued for the log, then until the
     /// log has made all of them durable.
     pub fn flush_blocking(&self) -> anyhow::Result<()> {
@@ -364,21 +404,21 @@ impl App {
     }
 }
 
-impl crate::state::StateHost for App {
+impl crate::state::StateHost for Cx<'_> {
     fn store(&self) -> &dyn Storage {
-        self.store.as_ref()
+        self.store
     }
     fn engine(&self) -> &Engine {
         &self.engine
     }
     fn last_seq(&self) -> u64 {
-        App::last_seq(self)
+        App::last_seq(self.app)
     }
     fn wait_durable(&self) -> anyhow::Result<()> {
         self.flush_blocking()
     }
     fn insights_snapshot(&self) -> (u64, Insights) {
-        App::insights_snapshot(self)
+        App::insights_snapshot(self.app)
     }
     fn insights(&self) -> &Mutex<Insights> {
         &self.insights

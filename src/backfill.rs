@@ -12,7 +12,7 @@ use weir_engine::Shadow;
 use weir_query_lang::ast::Backfill;
 use weir_storage::{EventQuery, RangeQuery};
 
-use crate::app::App;
+use crate::app::Cx;
 use crate::backfills::Progress;
 
 /// Events handed to the engine at once.
@@ -40,7 +40,7 @@ fn replays(shadow: &Shadow, clause: Backfill) -> bool {
 
 /// The newest stored event time of the shadow's source types: the watermark its windows
 /// and the default backfill span are measured from.
-fn source_watermark(app: &App, shadow: &Shadow) -> anyhow::Result<Option<i64>> {
+fn source_watermark(app: &Cx<'_>, shadow: &Shadow) -> anyhow::Result<Option<i64>> {
     let types = shadow.source_types().unwrap_or_default();
     Ok(app.store().newest_event_ts("default", "default", &types)?)
 }
@@ -49,7 +49,7 @@ fn source_watermark(app: &App, shadow: &Shadow) -> anyhow::Result<Option<i64>> {
 /// reported under and `text` the new definition. Returns the shadow, ready to take over, and
 /// the events replayed; on an error the shadow is dropped and the old version stays.
 pub fn run(
-    app: &App,
+    app: &Cx<'_>,
     shadow: Shadow,
     clause: Backfill,
     shown_as: &str,
@@ -76,7 +76,7 @@ pub fn run(
 
 /// Replay events of `shadow`'s types from `from_ts` with ids below its boundary.
 fn replay(
-    app: &App,
+    app: &Cx<'_>,
     shadow: &Shadow,
     from_ts: i64,
     shown_as: &str,
@@ -149,7 +149,7 @@ fn replay(
 
 /// On start: rebuild a query the checkpoint did not hold (changed or created after it) from
 /// the events up to the checkpoint, before the log tail is replayed into every query.
-pub fn rebuild(app: &App, shadow: &Shadow, clause: Backfill, text: &str) -> anyhow::Result<u64> {
+pub fn rebuild(app: &Cx<'_>, shadow: &Shadow, clause: Backfill, text: &str) -> anyhow::Result<u64> {
     if !replays(shadow, clause) {
         return Ok(0);
     }

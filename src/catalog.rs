@@ -12,7 +12,7 @@ use weir_query_lang::{
 };
 use weir_storage::CatalogKind;
 
-use crate::app::App;
+use crate::app::{App, Cx};
 use crate::ddl::{DdlError, DdlResult};
 
 /// The engine's queries as the analyzer sees them.
@@ -199,27 +199,27 @@ fn errored_names(app: &App, kind: CatalogKind) -> Vec<String> {
 /// catalogue and the engine change together), on a blocking thread.
 pub async fn apply(app: &Arc<App>, text: String) -> DdlResult<Vec<Value>> {
     let _guard = app.lock_statements().await;
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || apply_text(&app, &text))
-        .await
-        .map_err(DdlError::internal)?
+    app.blocking(move |cx| apply_text(cx, &text)).await
 }
 
 /// `DROP QUERY name [CASCADE]` under the statement lock: what was dropped with it.
-pub async fn drop_query(app: &App, name: &str, cascade: bool) -> DdlResult<Vec<Dependent>> {
+pub async fn drop_query(app: &Arc<App>, name: &str, cascade: bool) -> DdlResult<Vec<Dependent>> {
     let _guard = app.lock_statements().await;
-    drop_query_now(app, name, cascade)
+    let name = name.to_string();
+    app.blocking(move |cx| drop_query_now(cx, &name, cascade))
+        .await
 }
 
 /// `DROP RULE name` under the statement lock.
-pub async fn drop_rule(app: &App, name: &str) -> DdlResult<()> {
+pub async fn drop_rule(app: &Arc<App>, name: &str) -> DdlResult<()> {
     let _guard = app.lock_statements().await;
-    drop_rule_now(app, name)
+    let name = name.to_string();
+    app.blocking(move |cx| drop_rule_now(cx, &name)).await
 }
 
 /// Apply a DSL text: everything is parsed and checked first, so an error applies nothing.
 /// The caller holds the statement lock (see [`apply`]).
-pub fn apply_text(app: &App, text: &str) -> DdlResult<Vec<Value>> {
+pub fn apply_text(app: &Cx<'_>, text: &str) -> DdlResult<Vec<Value>> {
     let statements = parse_and_analyze(text, &EngineCatalog(app), &analyzer_config(app))?;
     precheck(app, &statements)?;
     compile_check(app, &statements)?;
@@ -238,7 +238,7 @@ pub fn apply_text(app: &App, text: &str) -> DdlResult<Vec<Value>> {
 /// Compile every created query against the engine before anything applies, so an error the
 /// compiler finds (with its position) refuses the whole text. A query reading a query that the
 /// same text creates is compiled when it is applied, after its source exists.
-fn compile_check(app: &App, statements: &[(Statement, Analysis)]) -> DdlResult<()> {
+fn compile_check(app: &Cx<'_>, statements: &[(Statement, Analysis)]) -> DdlResult<()> {
     let mut created: BTreeSet<&str> = BTreeSet::new();
     for (stmt, _) in statements {
         if let Statement::CreateQuery(q) = stmt {
@@ -279,7 +279,7 @@ impl Catalog for Replaced<'_> {
 /// Names that exist or not, and what reads what, checked before anything is applied: a
 /// drop of a query something reads (without CASCADE), a replacement that would break what
 /// reads it, and a query that would read itself through others are refused.
-fn precheck(app: &App, statements: &[(Statement, Analysis)]) -> DdlResult<()> {
+fn precheck(app: &Cx<'_>, statements: &[(Statement, Analysis)]) -> DdlResult<()> {
     let mut queries: BTreeSet<String> = app.engine().query_names().into_iter().collect();
     queries.extend(errored_names(app, CatalogKind::Query));
     let mut rules: BTreeSet<String> = app.rules().rule_names().into_iter().collect();
@@ -375,7 +375,7 @@ fn precheck(app: &App, statements: &[(Statement, Analysis)]) -> DdlResult<()> {
 /// other queries, would no longer be valid against its new shape (a rule's condition on a
 /// column that is gone, a view selecting it, …).
 fn check_replacement(
-    app: &App,
+    app: &Cx<'_>,
     name: &str,
     graph: &Graph,
     shapes: &HashMap<String, QueryShape>,
@@ -447,7 +447,7 @@ fn check_replacement(
 /// After query `name` was replaced, rebuild what reads it from its stored definition: a
 /// view compiled from its source's select, or a rule's own query over it, would otherwise
 /// keep the old meaning. (A rule `ON name` recompiles its condition by itself.)
-fn refresh_dependents(app: &App, name: &str) -> DdlResult<()> {
+fn refresh_dependents(app: &Cx<'_>, name: &str) -> DdlResult<()> {
     let deps = Graph::live(app).direct(name);
     if deps.is_empty() {
         return Ok(());
@@ -489,7 +489,7 @@ fn refresh_dependents(app: &App, name: &str) -> DdlResult<()> {
 /// Apply one checked statement. `analysis` is the analyzer's result when the statement
 /// comes from a user (it is applied and persisted); None while restoring the catalogue
 /// (applied only).
-fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> DdlResult<Value> {
+fn apply_one(app: &Cx<'_>, stmt: &Statement, analysis: Option<&Analysis>) -> DdlResult<Value> {
     let persist = analysis.is_some();
     Ok(match stmt {
         Statement::CreateQuery(q) => {
@@ -578,7 +578,7 @@ fn apply_one(app: &App, stmt: &Statement, analysis: Option<&Analysis>) -> DdlRes
 /// Drop a query from the engine and the catalogue. If other queries or rules read it, the
 /// drop is refused (409 naming every one of them) unless `cascade`, which drops them first;
 /// returns what was dropped besides the query. A stored definition in error is just deleted.
-fn drop_query_now(app: &App, name: &str, cascade: bool) -> DdlResult<Vec<Dependent>> {
+fn drop_query_now(app: &Cx<'_>, name: &str, cascade: bool) -> DdlResult<Vec<Dependent>> {
     if app.engine().query(name).is_none() && errored(app, CatalogKind::Query, name) {
         delete_stored(app, CatalogKind::Query, name)?;
         return Ok(Vec::new());
@@ -611,7 +611,7 @@ fn drop_query_now(app: &App, name: &str, cascade: bool) -> DdlResult<Vec<Depende
     Ok(deps)
 }
 
-fn delete_stored(app: &App, kind: CatalogKind, name: &str) -> DdlResult<()> {
+fn delete_stored(app: &Cx<'_>, kind: CatalogKind, name: &str) -> DdlResult<()> {
     app.store()
         .catalog_delete(kind, name)
         .map_err(DdlError::internal)?;
@@ -622,7 +622,7 @@ fn delete_stored(app: &App, kind: CatalogKind, name: &str) -> DdlResult<()> {
 }
 
 /// Drop a rule (and the query it owns) from the engine and the catalogue.
-fn drop_rule_now(app: &App, name: &str) -> DdlResult<()> {
+fn drop_rule_now(app: &Cx<'_>, name: &str) -> DdlResult<()> {
     if !app.rules().rule_names().iter().any(|r| r == name) && errored(app, CatalogKind::Rule, name)
     {
         return delete_stored(app, CatalogKind::Rule, name);
@@ -635,7 +635,7 @@ fn drop_rule_now(app: &App, name: &str) -> DdlResult<()> {
 
 /// Every query's definition: name, DSL text, status (`running`, `backfilling`, or `error`
 /// with the reason when the stored definition could not be restored).
-pub fn query_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
+pub fn query_definitions(app: &Cx<'_>) -> anyhow::Result<Vec<Value>> {
     let stored = app.store().catalog_list(CatalogKind::Query)?;
     let backfills = app.backfills().lock().clone();
     let errors = app.catalog_errors().lock().clone();
@@ -670,7 +670,7 @@ fn with_progress(mut v: Value, p: &crate::backfills::Progress) -> Value {
 }
 
 /// Every rule's definition, with its status (`running`, or `error` and the reason).
-pub fn rule_definitions(app: &App) -> anyhow::Result<Vec<Value>> {
+pub fn rule_definitions(app: &Cx<'_>) -> anyhow::Result<Vec<Value>> {
     let stored = app.store().catalog_list(CatalogKind::Rule)?;
     let errors = app.catalog_errors().lock().clone();
     Ok(stored
@@ -723,7 +723,7 @@ fn kind_name(stmt: &Statement) -> Option<(CatalogKind, &str)> {
 /// it is part of a cycle, …) is recorded in [`App::catalog_errors`], logged, and listed
 /// with status `error` until it is replaced or dropped; everything else is restored.
 /// Returns the statements restored.
-pub fn restore(app: &App) -> anyhow::Result<Vec<Statement>> {
+pub fn restore(app: &Cx<'_>) -> anyhow::Result<Vec<Statement>> {
     let mut pending: Vec<Statement> = Vec::new();
     let mut errors: Vec<((CatalogKind, String), String)> = Vec::new();
     let mut stored_queries: BTreeSet<String> = BTreeSet::new();

@@ -1,7 +1,7 @@
 //! The server's configuration: one tree of serde structs, layered with `figment`:
 //! defaults < TOML file (`--config`) < `WEIR_*` environment < command-line flags. Every key
 //! has a variable: `WEIR_<KEY>` at the top level, `WEIR_<SECTION>__<KEY>` in `[udp]`,
-//! `[amqp]` and `[kafka]`.
+//! `[amqp]`, `[kafka]` and `[cassandra]` (`WEIR_CASSANDRA__PASSWORD=…`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +13,18 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use weir_inputs::{AmqpConfig, KafkaConfig, UdpConfig};
+use weir_storage::CassandraConfig;
+
+/// Which backend keeps the events, the catalogue and the persisted state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Files under `data_dir` (fjall): nothing else to run.
+    #[default]
+    Embedded,
+    /// A Cassandra or ScyllaDB cluster, configured in `[cassandra]`.
+    Cassandra,
+}
 
 /// Everything `weir serve` can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,8 +32,12 @@ use weir_inputs::{AmqpConfig, KafkaConfig, UdpConfig};
 pub struct ServeConfig {
     /// Address of the HTTP API.
     pub http: SocketAddr,
+    /// Which backend keeps the data: `embedded` (default) or `cassandra`.
+    pub storage: StorageKind,
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
+    /// The Cassandra/Scylla backend (`[cassandra]`), used with `storage = "cassandra"`.
+    pub cassandra: CassandraConfig,
     /// Largest accepted request body, bytes (default 16 MiB).
     pub max_body_bytes: usize,
     /// How far in the future an event's time may be (default 5 min).
@@ -46,6 +62,10 @@ pub struct ServeConfig {
     /// Reply to synchronous calls only after fsync (default true). Turning it off trades
     /// durability of acknowledged events for speed.
     pub durable: bool,
+    /// Longest wait for a synchronous answer's events to become durable (default 5 s). When
+    /// the store does not answer in time, the call gets 503 (its events stay queued).
+    #[serde(with = "humantime_ms")]
+    pub durable_timeout: Duration,
     /// Bind to a non-loopback address without API keys.
     pub insecure: bool,
     /// The UDP input (`[udp]`, or `--udp ADDR`).
@@ -63,7 +83,9 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             http: "127.0.0.1:8080".parse().expect("valid default address"),
+            storage: StorageKind::Embedded,
             data_dir: PathBuf::from("weir-data"),
+            cassandra: CassandraConfig::default(),
             max_body_bytes: 16 * 1024 * 1024,
             max_future_skew: Duration::from_secs(300),
             checkpoint_interval: Duration::from_secs(30),
@@ -73,6 +95,7 @@ impl Default for ServeConfig {
             max_buckets_per_window: 100_000,
             shards: 64,
             durable: true,
+            durable_timeout: Duration::from_secs(5),
             insecure: false,
             udp: None,
             amqp: None,
@@ -82,7 +105,7 @@ impl Default for ServeConfig {
 }
 
 /// The input sections; their keys come from the `weir-inputs` config types.
-const SECTIONS: [&str; 3] = ["udp", "amqp", "kafka"];
+const SECTIONS: [&str; 4] = ["udp", "amqp", "kafka", "cassandra"];
 
 impl ServeConfig {
     /// Load the layers: defaults, then the TOML file if given, then `WEIR_*` variables.

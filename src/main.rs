@@ -11,6 +11,7 @@
 //! - [`server`]: `weir serve`, the composition root: config → storage → engine → inputs → HTTP.
 //! - [`recovery`]: restore the persisted state and replay the log after it; periodic flushes.
 //! - [`state`]: query state flushed incrementally as key-bucket rows, and restored.
+//! - [`store`]: the only way to the storage, on blocking threads.
 //! - [`backfill`]: rebuilding created or replaced queries from stored events.
 //! - [`oneshot`]: bare SELECTs over stored events.
 //! - [`ddl`]: what statements fail with, apart from HTTP.
@@ -41,6 +42,7 @@ mod server;
 mod shapes;
 mod sink;
 mod state;
+mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,6 +133,31 @@ struct ServeArgs {
     /// Data directory of the embedded store.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Where the data lives: `embedded` (files under the data dir) or `cassandra`.
+    #[arg(long, value_enum)]
+    storage: Option<config::StorageKind>,
+    /// Cassandra/Scylla contact points (implies `--storage cassandra`). The password is set
+    /// only in the config file or `WEIR_CASSANDRA__PASSWORD`, never as a flag.
+    #[arg(long, value_name = "HOST:PORT,…", value_delimiter = ',')]
+    cassandra_nodes: Option<Vec<String>>,
+    /// Cassandra keyspace (created if missing).
+    #[arg(long, value_name = "NAME")]
+    cassandra_keyspace: Option<String>,
+    /// Replication of a keyspace Weir creates: `simple:3`, or `dc1:3,dc2:2` per data centre.
+    #[arg(long, value_name = "SPEC")]
+    cassandra_replication: Option<weir_storage::Replication>,
+    /// Consistency of every read and write (default LOCAL_QUORUM).
+    #[arg(long, value_name = "LEVEL")]
+    cassandra_consistency: Option<weir_storage::Consistency>,
+    /// The local data centre (for data-centre-aware load balancing).
+    #[arg(long, value_name = "DC")]
+    cassandra_local_dc: Option<String>,
+    /// Cassandra user name (with the password from the config or the environment).
+    #[arg(long, value_name = "USER")]
+    cassandra_username: Option<String>,
+    /// Connect with TLS, trusting this CA certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    cassandra_tls_ca: Option<PathBuf>,
     /// TOML configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -160,6 +187,37 @@ struct ServeArgs {
     kafka_group: Option<String>,
 }
 
+/// The `--storage` and `--cassandra-*` flags over the loaded configuration.
+fn apply_cassandra_flags(cfg: &mut config::ServeConfig, args: &ServeArgs) {
+    let c = &mut cfg.cassandra;
+    if let Some(n) = &args.cassandra_nodes {
+        c.nodes = n.clone();
+        cfg.storage = config::StorageKind::Cassandra;
+    }
+    if let Some(k) = &args.cassandra_keyspace {
+        c.keyspace = k.clone();
+    }
+    if let Some(r) = &args.cassandra_replication {
+        c.replication = r.clone();
+    }
+    if let Some(l) = &args.cassandra_consistency {
+        c.consistency = *l;
+    }
+    if let Some(dc) = &args.cassandra_local_dc {
+        c.local_dc = Some(dc.clone());
+    }
+    if let Some(u) = &args.cassandra_username {
+        c.username = Some(u.clone());
+    }
+    if let Some(ca) = &args.cassandra_tls_ca {
+        let tls = c.tls.get_or_insert_with(Default::default);
+        tls.ca_file = ca.clone();
+    }
+    if let Some(s) = args.storage {
+        cfg.storage = s;
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -175,6 +233,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(h) = args.http {
                 cfg.http = h;
             }
+            apply_cassandra_flags(&mut cfg, &args);
             if let Some(d) = args.data_dir {
                 cfg.data_dir = d;
             }

@@ -14,11 +14,11 @@ use weir_query_lang::ast::{Select, Source};
 use weir_query_lang::{Analysis, ColumnKind};
 use weir_storage::RangeQuery;
 
-use crate::app::App;
+use crate::app::Cx;
 use crate::ddl::{DdlError, DdlResult};
 
 /// Run `select` (analysed as `analysis`) over the stored events of its source.
-pub fn run(app: &App, select: &Select, analysis: Option<&Analysis>) -> DdlResult<Vec<Value>> {
+pub fn run(app: &Cx<'_>, select: &Select, analysis: Option<&Analysis>) -> DdlResult<Vec<Value>> {
     let types: Vec<String> = match &select.from {
         Source::AllEvents(_) => Vec::new(),
         Source::Named { name, window } => {
@@ -47,7 +47,7 @@ pub fn run(app: &App, select: &Select, analysis: Option<&Analysis>) -> DdlResult
 }
 
 /// The matching events themselves (a select without grouping or aggregates).
-fn events(app: &App, select: &Select, a: &Analysis, scan: &RangeQuery) -> DdlResult<Vec<Value>> {
+fn events(app: &Cx<'_>, select: &Select, a: &Analysis, scan: &RangeQuery) -> DdlResult<Vec<Value>> {
     let compile = |e: &weir_query_lang::ast::Expr| {
         weir_engine::plan::event_expr(e).map_err(|err| DdlError::at(err.to_string(), e.span))
     };
@@ -94,7 +94,7 @@ fn events(app: &App, select: &Select, a: &Analysis, scan: &RangeQuery) -> DdlRes
 }
 
 /// A grouped or aggregated select, run in a throwaway engine over every stored event.
-fn aggregated(app: &App, select: &Select, scan: &RangeQuery) -> DdlResult<Vec<Value>> {
+fn aggregated(app: &Cx<'_>, select: &Select, scan: &RangeQuery) -> DdlResult<Vec<Value>> {
     let engine = Engine::new(EngineConfig {
         shards: 1,
         default_grace_ms: i64::MAX / 4,

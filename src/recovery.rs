@@ -5,19 +5,19 @@ use std::sync::Arc;
 
 use weir_query_lang::ast::{RuleSource, Statement};
 
-use crate::app::App;
+use crate::app::{App, Cx};
 
 /// Rebuild the state of a freshly opened store: schemas, the catalogue (an entry that cannot
 /// be restored is reported, never fatal), the persisted query state, and the log after it.
 /// Returns the events replayed.
-pub fn restore(app: &App) -> anyhow::Result<u64> {
+pub fn restore(app: &Cx<'_>) -> anyhow::Result<u64> {
     app.load_schemas()?;
     let definitions = crate::catalog::restore(app)?;
     restore_state(app, &definitions)
 }
 
 /// Restore the persisted state and replay the log after it; returns the events replayed.
-fn restore_state(app: &App, definitions: &[Statement]) -> anyhow::Result<u64> {
+fn restore_state(app: &Cx<'_>, definitions: &[Statement]) -> anyhow::Result<u64> {
     let restored = app.restore_state()?;
     tracing::info!(
         keys = restored.keys,
@@ -45,7 +45,7 @@ fn restore_state(app: &App, definitions: &[Statement]) -> anyhow::Result<u64> {
 
 /// Rebuild query `name`, whose persisted state could not be used, from the events before
 /// `boundary` (the log after the checkpoint is replayed into it afterwards).
-fn rebuild(app: &App, definitions: &[Statement], name: &str, boundary: u64) -> anyhow::Result<()> {
+fn rebuild(app: &Cx<'_>, definitions: &[Statement], name: &str, boundary: u64) -> anyhow::Result<()> {
     for stmt in definitions {
         match stmt {
             Statement::CreateQuery(q) if q.name.name == name => {
@@ -83,11 +83,8 @@ pub async fn flush_loop(app: Arc<App>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let a = app.clone();
-        match tokio::task::spawn_blocking(move || a.flush_state()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "state flush failed; will retry"),
-            Err(e) => tracing::warn!(error = %e, "state flush task failed"),
+        if let Err(e) = app.blocking(|cx| cx.flush_state()).await {
+            tracing::warn!(error = %e, "state flush failed; will retry");
         }
     }
 }

@@ -9,10 +9,11 @@ use tokio::net::TcpListener;
 use weir_core::SystemClock;
 use weir_engine::{Engine, EngineConfig};
 use weir_rules::RuleSet;
-use weir_storage::{EmbeddedConfig, EmbeddedStore, GroupCommit, Storage};
+use weir_storage::{CassandraStore, EmbeddedConfig, EmbeddedStore, Storage};
 
 use crate::app::App;
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, StorageKind};
+use crate::store::Store;
 
 /// Run `weir serve` until a shutdown signal.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
@@ -22,21 +23,16 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             cfg.http
         );
     }
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     crate::api::metrics::install();
-    let store: Arc<dyn Storage> = Arc::new(
-        EmbeddedStore::open(&cfg.data_dir, &EmbeddedConfig::default())
-            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
-    );
-    let log = GroupCommit::start(store.clone(), cfg.durable);
+    let store = Store::new(open_store(&cfg).await?);
+    let last_seq = store.run(|s| s.last_seq()).await?;
+    let log = store.start_log(cfg.durable);
     let engine = Arc::new(Engine::new(EngineConfig {
         shards: cfg.shards,
         default_grace_ms: cfg.grace.as_millis() as i64,
         default_retention_ms: cfg.retention.as_millis() as i64,
     }));
     let rules = RuleSet::new(engine.clone());
-    let last_seq = store.last_seq()?;
     let app = Arc::new(App::new(
         cfg.clone(),
         engine,
@@ -47,7 +43,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     ));
     let started = Instant::now();
-    let replayed = crate::recovery::restore(&app)?;
+    let replayed = app.blocking(crate::recovery::restore).await?;
     tracing::info!(
         replayed,
         last_seq,
@@ -58,7 +54,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
-    tracing::info!(addr = %cfg.http, data_dir = %cfg.data_dir.display(), "weir is listening");
+    tracing::info!(addr = %cfg.http, storage = ?cfg.storage, "weir is listening");
     let checkpointer = tokio::spawn(crate::recovery::flush_loop(app.clone()));
     let (stop_inputs, inputs_shutdown) = weir_inputs::shutdown_channel();
     let inputs = crate::sink::start_inputs(&app, &inputs_shutdown)?;
@@ -71,9 +67,39 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     checkpointer.abort();
     tracing::info!("shutting down: flushing the log and the query state");
-    let app2 = app.clone();
-    tokio::task::spawn_blocking(move || app2.flush_state()).await??;
+    app.blocking(|cx| cx.flush_state()).await?;
     Ok(())
+}
+
+/// Open the configured backend (on a blocking thread: it reads files or talks to a cluster).
+async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Storage>> {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<dyn Storage>> {
+        Ok(match cfg.storage {
+            StorageKind::Embedded => {
+                std::fs::create_dir_all(&cfg.data_dir)
+                    .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+                let store = EmbeddedStore::open(&cfg.data_dir, &EmbeddedConfig::default())
+                    .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+                tracing::info!(data_dir = %cfg.data_dir.display(), "embedded store opened");
+                Arc::new(store)
+            }
+            StorageKind::Cassandra => {
+                let c = &cfg.cassandra;
+                let store = CassandraStore::connect(c).with_context(|| {
+                    format!(
+                        "connecting to Cassandra/Scylla at {} (keyspace {})",
+                        c.nodes.join(","),
+                        c.keyspace
+                    )
+                })?;
+                tracing::info!(nodes = %c.nodes.join(","), keyspace = %c.keyspace,
+                    consistency = ?c.consistency, "Cassandra/Scylla store connected");
+                Arc::new(store)
+            }
+        })
+    })
+    .await?
 }
 
 async fn shutdown_signal() {

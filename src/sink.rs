@@ -81,9 +81,9 @@ impl EventSink for AppSink {
             let older = move |v: &[u8]| {
                 <[u8; 8]>::try_from(v).is_ok_and(|b| i64::from_be_bytes(b) < older_than)
             };
-            let done = tokio::task::spawn_blocking(move || store.meta_prune(&prefix, &older))
+            let done = store
+                .run(move |store| store.meta_prune(&prefix, &older))
                 .await
-                .map_err(|e| SinkError::Transient(e.to_string()))?
                 .map_err(sink_error)?;
             Ok(PruneResult {
                 removed: done.removed,
@@ -92,15 +92,24 @@ impl EventSink for AppSink {
         })
     }
 
-    fn position(&self, key: &str) -> Option<i64> {
-        match self.0.store().meta_get(key) {
-            Ok(Some(bytes)) => bytes.try_into().ok().map(i64::from_be_bytes),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(key, error = %e, "reading an input position failed");
-                None
+    fn position(&self, key: &str) -> BoxFuture<'static, Option<i64>> {
+        let store = self.0.store().clone();
+        let key = key.to_string();
+        Box::pin(async move {
+            match store.run({
+                let key = key.clone();
+                move |store| store.meta_get(&key)
+            })
+            .await
+            {
+                Ok(Some(bytes)) => bytes.try_into().ok().map(i64::from_be_bytes),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "reading an input position failed");
+                    None
+                }
             }
-        }
+        })
     }
 }
 
@@ -175,6 +184,7 @@ mod tests {
 
     use super::*;
     use crate::config::ServeConfig;
+    use crate::store::Store;
 
     /// A real store whose appends fail transiently while `failing` is set.
     struct Flaky {
@@ -315,16 +325,11 @@ mod tests {
             cfg,
             engine,
             rules,
-            store.clone(),
+            Store::new(store.clone()),
             log,
             0,
             Arc::new(SystemClock),
         ));
-        crate::catalog::apply_text(
-            &app,
-            "CREATE QUERY by_id AS SELECT count(*) AS n FROM item GROUP BY id",
-        )
-        .unwrap();
         let sink = AppSink(app.clone());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -332,6 +337,12 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
+            crate::catalog::apply(
+                &app,
+                "CREATE QUERY by_id AS SELECT count(*) AS n FROM item GROUP BY id".into(),
+            )
+            .await
+            .unwrap();
             store.failing.store(true, Ordering::SeqCst);
             let first = {
                 let sink = AppSink(app.clone());
@@ -362,7 +373,7 @@ mod tests {
         // The log holds each event once, with the last position.
         let seqs: Vec<u64> = store.scan_seq(0).unwrap().map(|r| r.unwrap().seq).collect();
         assert_eq!(seqs, (1..=80).collect::<Vec<u64>>());
-        assert_eq!(sink.position("kafka/g/t/0"), Some(80));
+        assert_eq!(rt.block_on(sink.position("kafka/g/t/0")), Some(80));
     }
 
     #[test]
@@ -378,7 +389,7 @@ mod tests {
         let rules = RuleSet::new(engine.clone());
         let log = GroupCommit::start(store.clone(), true);
         let clock = Arc::new(weir_core::ManualClock::new(1_234_000));
-        let app = Arc::new(App::new(cfg, engine, rules, store, log, 0, clock));
+        let app = Arc::new(App::new(cfg, engine, rules, Store::new(store), log, 0, clock));
         let sink = AppSink(app);
         let opts = sink.shape_options();
         assert_eq!((opts.now_ms, opts.max_future_skew_ms), (1_234_000, 7_000));

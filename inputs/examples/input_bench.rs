@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -29,8 +30,8 @@ impl EventSink for NullSink {
         let first = self.0.fetch_add(n, Ordering::Relaxed);
         Box::pin(async move { Ok((first..first + n).collect()) })
     }
-    fn position(&self, _: &str) -> Option<i64> {
-        None
+    fn position(&self, _: &str) -> BoxFuture<'static, Option<i64>> {
+        Box::pin(async { None })
     }
 }
 

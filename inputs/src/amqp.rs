@@ -329,7 +329,7 @@ impl Session<'_> {
         match id {
             Some(id) => {
                 let key = format!("amqp/{}/{id}", self.config.queue);
-                if pending.ids.contains(&key) || self.sink.position(&key).is_some() {
+                if pending.ids.contains(&key) || self.sink.position(&key).await.is_some() {
                     self.stats.add_duplicates(1);
                     return Ok(());
                 }

@@ -147,7 +147,11 @@ impl ConsumerContext for Ctx {
                 let mut floors = self.floors.lock();
                 floors.clear();
                 for (topic, p) in parts {
-                    let stored = self.sink.position(&self.config.position_key(p));
+                    // librdkafka calls this synchronously, from the poll inside `recv`; it
+                    // already waits here on the broker for the committed offsets.
+                    let stored = block_on(
+                        self.sink.position(&self.config.position_key(p)),
+                    );
                     let broker = committed
                         .as_ref()
                         .and_then(|c| c.find_partition(&topic, p))
@@ -252,9 +256,13 @@ impl Source for KafkaSource {
                     }
                     let (p, offset) = (m.partition(), m.offset());
                     stats.add_received(1);
-                    let floor = *floors.entry(p).or_insert_with(|| {
-                        sink.position(&cfg.position_key(p)).unwrap_or(i64::MIN)
-                    });
+                    let floor = match floors.get(&p) {
+                        Some(&f) => f,
+                        None => {
+                            let f = sink.position(&cfg.position_key(p)).await.unwrap_or(i64::MIN);
+                            *floors.entry(p).or_insert(f)
+                        }
+                    };
                     if offset < floor {
                         stats.add_duplicates(1);
                         continue;
@@ -376,6 +384,27 @@ async fn measure_lag(consumer: Arc<StreamConsumer<Ctx>>, stats: Arc<InputStats>,
         if let Ok(Ok(lag)) = lag {
             stats.set_lag(lag);
         }
+    }
+}
+
+
+/// Poll `f` to completion on this thread (for the one synchronous callback that needs an
+/// asynchronous answer).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 

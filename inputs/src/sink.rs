@@ -49,7 +49,8 @@ pub trait EventSink: Send + Sync + 'static {
     fn submit(&self, batch: SourceBatch) -> BoxFuture<'static, Result<Vec<EventId>, SinkError>>;
 
     /// The stored value of an input position, if any (see [`SourceBatch`] for the keys).
-    fn position(&self, key: &str) -> Option<i64>;
+    /// Asynchronous: the server reads it from its store off the async workers.
+    fn position(&self, key: &str) -> BoxFuture<'static, Option<i64>>;
 
     /// How payloads are read right now: the sink's clock and its future-skew limit. The
     /// server answers with its own `Clock` and `max_future_skew`, so an event means the same

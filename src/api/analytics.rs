@@ -363,10 +363,10 @@ async fn list(app: Arc<App>, l: Listing) -> ApiResult<Json<EventPage>> {
         offset: (l.page - 1).saturating_mul(l.limit),
         limit: l.limit,
     };
-    let store = app.store().clone();
-    let page = tokio::task::spawn_blocking(move || store.scan(&q))
+    let page = app
+        .store()
+        .run(move |store| store.scan(&q))
         .await
-        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     let mut answer = EventPage {
         events: None,
@@ -481,8 +481,7 @@ pub async fn json_query(
         from_ts: from.unwrap_or(i64::MIN),
         to_ts: to.unwrap_or(i64::MAX),
     };
-    let store = app.store().clone();
-    let answer = tokio::task::spawn_blocking(move || -> weir_storage::Result<Value> {
+    let answer = app.store().run(move |store| -> weir_storage::Result<Value> {
         for e in store.scan_range(&range)? {
             let e = e?;
             query.push(e.seq, &e.event);
@@ -490,7 +489,6 @@ pub async fn json_query(
         Ok(query.finish())
     })
     .await
-    .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
     Ok(Json(answer))
 }

@@ -61,6 +61,16 @@ impl ApiError {
         tracing::error!(error = %msg, "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
     }
+    /// A storage failure: 503 when retrying may help (a node down, a write being retried),
+    /// 500 otherwise.
+    pub fn storage(e: weir_storage::StorageError) -> Self {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "request refused: storage unavailable");
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        } else {
+            Self::internal(e)
+        }
+    }
     /// Any status with a message.
     pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
         Self {

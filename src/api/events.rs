@@ -99,11 +99,28 @@ fn shape_errors(errors: Vec<ShapeError>) -> ApiError {
 /// The answer when the log does not take writes: 503 while it retries (try again), 500 once
 /// it has failed for good. Nothing of the request was applied.
 fn storage_error(e: weir_storage::StorageError) -> ApiError {
-    if e.is_transient() {
-        tracing::warn!(error = %e, "request refused: storage unavailable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    } else {
-        ApiError::internal(e)
+    ApiError::storage(e)
+}
+
+/// Wait until the events `ids` are durable, at most `durable_timeout`. When the store does
+/// not answer in time (a node down), 503 says so: the events were applied and stay queued
+/// for the log, which writes them once the store is back, so they must not be sent again.
+async fn wait_durable(app: &App, receipt: weir_storage::Receipt, ids: &[u64]) -> ApiResult<()> {
+    match tokio::time::timeout(app.cfg().durable_timeout, receipt).await {
+        Ok(written) => written.map_err(storage_error),
+        Err(_) => {
+            metrics::counter!("weir_durable_timeouts_total").increment(1);
+            tracing::warn!(events = ids.len(), "events not durable in time: the store is not answering");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "not durable within {}: the store is not answering. The events were applied and are queued; \
+                     they are written when the store is back, so do not send them again",
+                    weir_core::format_duration(app.cfg().durable_timeout.as_millis() as i64)
+                ),
+            )
+            .with("pending_ids", serde_json::json!(ids)))
+        }
     }
 }
 
@@ -207,7 +224,7 @@ async fn add_and_answer(
     let (ids, receipt) = app.add(events, Vec::new()).map_err(storage_error)?;
     http_accepted(ids.len());
     let status = if durable {
-        receipt.await.map_err(ApiError::internal)?;
+        wait_durable(app, receipt, &ids).await?;
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
@@ -314,7 +331,7 @@ pub async fn add_and_check(
             http_accepted(checked.iter().filter(|c| c.decision.allowed).count());
             let mut out = Vec::with_capacity(checked.len());
             for c in checked {
-                c.receipt.await.map_err(ApiError::internal)?;
+                wait_durable(&app, c.receipt, &[c.event_id]).await?;
                 out.push(decision_answer(&c.decision, Some(c.event_id)));
             }
             Ok(Json(Decisions::Many(out)))
@@ -325,7 +342,7 @@ pub async fn add_and_check(
 async fn add_and_check_one(app: &App, event: Event) -> ApiResult<DecisionAnswer> {
     let c = app.add_and_check(event).map_err(storage_error)?;
     http_accepted(usize::from(c.decision.allowed));
-    c.receipt.await.map_err(ApiError::internal)?;
+    wait_durable(app, c.receipt, &[c.event_id]).await?;
     Ok(decision_answer(&c.decision, Some(c.event_id)))
 }
 
@@ -420,14 +437,14 @@ pub async fn get_event(
         let id: u64 = id
             .parse()
             .map_err(|_| ApiError::bad_request(format!("id={id:?} is not an event id")))?;
-        let store = app.store().clone();
-        let record = tokio::task::spawn_blocking(move || -> weir_storage::Result<_> {
-            let first = store.scan_seq(id.saturating_sub(1))?.next().transpose()?;
-            Ok(first.filter(|r| r.seq == id && !r.denied))
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?
+        let record = app
+            .store()
+            .run(move |store| -> weir_storage::Result<_> {
+                let first = store.scan_seq(id.saturating_sub(1))?.next().transpose()?;
+                Ok(first.filter(|r| r.seq == id && !r.denied))
+            })
+            .await
+            .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
         return Ok(Json(decision_answer(&app.check(&record.event), Some(id))));
     }

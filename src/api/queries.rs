@@ -142,7 +142,8 @@ pub struct RuleDropped {
     )
 )]
 pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<QueryList>> {
-    let queries = catalog::query_definitions(&app).map_err(ApiError::internal)?;
+    let queries = app.blocking(|cx| catalog::query_definitions(cx))
+        .await.map_err(ApiError::internal)?;
     Ok(Json(QueryList { queries }))
 }
 
@@ -162,7 +163,8 @@ pub async fn get_query(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    catalog::query_definitions(&app)
+    app.blocking(|cx| catalog::query_definitions(cx))
+        .await
         .map_err(ApiError::internal)?
         .into_iter()
         .find(|q| q["name"] == name.as_str())
@@ -229,7 +231,8 @@ pub async fn delete_query(
     )
 )]
 pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<RuleList>> {
-    let rules = catalog::rule_definitions(&app).map_err(ApiError::internal)?;
+    let rules = app.blocking(|cx| catalog::rule_definitions(cx))
+        .await.map_err(ApiError::internal)?;
     Ok(Json(RuleList { rules }))
 }
 
@@ -249,7 +252,8 @@ pub async fn get_rule(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    catalog::rule_definitions(&app)
+    app.blocking(|cx| catalog::rule_definitions(cx))
+        .await
         .map_err(ApiError::internal)?
         .into_iter()
         .find(|r| r["name"] == name.as_str())

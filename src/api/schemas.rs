@@ -128,7 +128,9 @@ pub async fn put(
     let value = json_body(&body?)?;
     let schema = Schema::compile(&value)
         .map_err(|e| ApiError::bad_request(format!("invalid schema: {e}")))?;
-    app.set_schema(&ty, Some(Arc::new(schema)))
+    let t = ty.clone();
+    app.blocking(move |cx| cx.set_schema(&t, Some(Arc::new(schema))))
+        .await
         .map_err(ApiError::internal)?;
     Ok(Json(SchemaSet { schema: value, ty }))
 }
@@ -155,6 +157,9 @@ pub async fn delete(
             "no schema for event type '{ty}'"
         )));
     }
-    app.set_schema(&ty, None).map_err(ApiError::internal)?;
+    let t = ty.clone();
+    app.blocking(move |cx| cx.set_schema(&t, None))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(SchemaDeleted { deleted: true, ty }))
 }

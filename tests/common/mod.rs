@@ -1,4 +1,9 @@
 //! Starting the real `weir` binary for integration tests, and talking to it.
+//!
+//! The backend is the embedded store unless `WEIR_TEST_STORAGE=cassandra`: then every server
+//! runs on the Cassandra/Scylla node in `WEIR_TEST_CASSANDRA` (host:port, started by
+//! `scripts/cassandra.sh`), with one keyspace per data dir, so a restart on the same data dir
+//! finds the same data.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -31,6 +36,39 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether the servers of this run use the Cassandra/Scylla backend.
+pub fn on_cassandra() -> bool {
+    match std::env::var("WEIR_TEST_STORAGE").as_deref() {
+        Ok("cassandra") => true,
+        Ok("embedded") | Err(_) => false,
+        Ok(other) => panic!("WEIR_TEST_STORAGE={other}: expected embedded or cassandra"),
+    }
+}
+
+/// The flags that put a server on this run's backend, its data named after `data_dir`.
+fn backend_args(data_dir: &Path) -> Vec<String> {
+    if !on_cassandra() {
+        return Vec::new();
+    }
+    let nodes = std::env::var("WEIR_TEST_CASSANDRA").unwrap_or_else(|_| {
+        panic!(
+            "WEIR_TEST_STORAGE=cassandra but WEIR_TEST_CASSANDRA (host:port of a node) is not set: \
+             scripts/test.sh starts a Cassandra node (scripts/cassandra.sh) and exports it"
+        )
+    });
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    vec![
+        "--storage".into(),
+        "cassandra".into(),
+        "--cassandra-nodes".into(),
+        nodes,
+        "--cassandra-keyspace".into(),
+        format!("weir_t{:016x}", h.finish()),
+    ]
+}
+
 impl Server {
     /// Start a server on `data_dir` with extra flags and environment, wait until healthy.
     pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
@@ -52,6 +90,11 @@ impl Server {
         Self::start_on(data_dir, free_port(), args, &[]).await
     }
 
+    /// Start a server on `data_dir` with extra flags and environment, wait until healthy.
+    pub async fn start_on_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_on(data_dir, free_port(), args, env).await
+    }
+
     /// Start a server on `data_dir` on the given port, wait until healthy.
     pub async fn start_port(data_dir: &Path, port: u16) -> Server {
         Self::start_on(data_dir, port, &[], &[]).await
@@ -71,6 +114,7 @@ impl Server {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(backend_args(data_dir))
         .args(args)
         .env(
             "RUST_LOG",

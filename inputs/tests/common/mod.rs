@@ -105,8 +105,9 @@ impl EventSink for MemorySink {
         })
     }
 
-    fn position(&self, key: &str) -> Option<i64> {
-        self.state.lock().positions.get(key).copied()
+    fn position(&self, key: &str) -> BoxFuture<'static, Option<i64>> {
+        let p = self.state.lock().positions.get(key).copied();
+        Box::pin(async move { p })
     }
 
     fn now_ms(&self) -> i64 {
