@@ -238,12 +238,6 @@ mod tests {
         fn catalog_list(&self, kind: CatalogKind) -> Result<Vec<(String, String)>> {
             self.inner.catalog_list(kind)
         }
-        fn put_checkpoint(&self, seq: u64, bytes: &[u8]) -> Result<()> {
-            self.inner.put_checkpoint(seq, bytes)
-        }
-        fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>> {
-            self.inner.latest_checkpoint()
-        }
         fn state_write(&self, scope: &str, part: u32, keys: &[StateKeyWrite]) -> Result<()> {
             self.inner.state_write(scope, part, keys)
         }

@@ -15,7 +15,6 @@
 //! - `types`: (account, project, type) → empty: every type seen, so an all-types scan merges
 //!   the per-type ranges (there is no separate all-types index to write).
 //! - `catalog`: kind byte, name → DSL text.
-//! - `checkpoints`: seq → bytes (the latest two kept).
 //! - `decisions`: decision number → seq, JSON.
 //! - `meta`: key → value.
 //! - `weir_format`: `version` → the storage format version; opening a directory of another
@@ -73,7 +72,6 @@ pub struct EmbeddedStore {
     idx_session: PartitionHandle,
     types: PartitionHandle,
     catalog: PartitionHandle,
-    checkpoints: PartitionHandle,
     /// Persisted query state: `scope \0 part key_len key bucket` → row (see [`state_key_prefix`]).
     state: PartitionHandle,
     decisions: PartitionHandle,
@@ -91,9 +89,6 @@ pub(crate) fn be<E: std::fmt::Display>(e: E) -> StorageError {
         message,
     }
 }
-
-/// Checkpoints kept by [`Storage::put_checkpoint`].
-const CHECKPOINTS_KEPT: usize = 2;
 
 /// One merged index stream: (ts, seq, index value).
 type IndexStream = Box<dyn Iterator<Item = Result<(Millis, u64, Slice)>>>;
@@ -128,7 +123,6 @@ impl EmbeddedStore {
             idx_session: part("idx_session")?,
             types,
             catalog: part("catalog")?,
-            checkpoints: part("checkpoints")?,
             state: part("state")?,
             meta: part("meta")?,
             decisions,
@@ -515,28 +509,6 @@ impl Storage for EmbeddedStore {
                 Ok((name.to_string(), text.to_string()))
             })
             .collect()
-    }
-
-    fn put_checkpoint(&self, seq: u64, bytes: &[u8]) -> Result<()> {
-        self.checkpoints.insert(seq_key(seq), bytes).map_err(be)?;
-        let keys: Vec<_> = self
-            .checkpoints
-            .keys()
-            .rev()
-            .skip(CHECKPOINTS_KEPT)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(be)?;
-        for k in keys {
-            self.checkpoints.remove(k).map_err(be)?;
-        }
-        Ok(())
-    }
-
-    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        match self.checkpoints.last_key_value().map_err(be)? {
-            Some((k, v)) => Ok(Some((seq_from_key(&k)?, v.to_vec()))),
-            None => Ok(None),
-        }
     }
 
     fn state_write(&self, scope: &str, part: u32, keys: &[StateKeyWrite]) -> Result<()> {

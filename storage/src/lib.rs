@@ -2,15 +2,15 @@
 //!
 //! Everything Weir keeps on disk, behind one small synchronous trait, [`Storage`]: the event
 //! log (with input positions written atomically beside the events they cover), secondary
-//! indexes for the event-store API, the query/rule catalogue, engine checkpoints and decision
-//! records. No backend type appears in the trait, so the server picks a backend from config.
+//! indexes for the event-store API, the query/rule catalogue, persisted query state, input
+//! positions and decision records. No backend type appears in the trait, so the server picks a backend from config.
 //!
 //! # Layout
 //! - [`record`]: [`LogRecord`] and the compact binary encoding of events, plus the
 //!   order-preserving key encoding the embedded backend uses.
 //! - [`codec`]: the compact binary encoding of JSON values used for event fields.
 //! - [`embedded`]: [`EmbeddedStore`], the default backend on the fjall LSM tree.
-//! - [`scylla`] (feature `scylla`): [`ScyllaStore`], the ScyllaDB/Cassandra backend.
+//! - [`cassandra`] (feature `cassandra`): [`CassandraStore`], the Cassandra/Scylla backend.
 //! - [`group_commit`]: [`GroupCommit`], the writer thread that shares one fsync between many
 //!   concurrent batches and hands each submitter a [`Receipt`].
 //! - [`merge`]: merging several (ts, seq)-ordered streams into one (used by both backends).
@@ -25,25 +25,25 @@ pub mod group_commit;
 pub mod merge;
 pub mod paged;
 pub mod record;
-#[cfg(feature = "scylla")]
-pub mod scylla;
+#[cfg(feature = "cassandra")]
+pub mod cassandra;
 
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use group_commit::{GroupCommit, GroupCommitStats, Health, Receipt};
 pub use record::LogRecord;
-#[cfg(feature = "scylla")]
-pub use scylla::{ScyllaConfig, ScyllaStore};
+#[cfg(feature = "cassandra")]
+pub use cassandra::{CassandraConfig, CassandraStore, CassandraTls, Consistency, Replication};
 
 use weir_core::{Event, Millis};
 
 /// Errors from any storage backend.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
-    /// The backend (fjall, ScyllaDB) failed. `transient` says whether retrying may help
+    /// The backend (fjall, Cassandra/Scylla) failed. `transient` says whether retrying may help
     /// (a timeout or an unreachable node) or not (a poisoned journal, a bad schema).
     #[error("{backend} backend error: {message}")]
     Backend {
-        /// Which backend failed: `"embedded"` or `"scylla"`.
+        /// Which backend failed: `"embedded"` or `"cassandra"`.
         backend: &'static str,
         /// The backend's own message.
         message: String,
@@ -257,12 +257,6 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Every entry of a catalogue as (name, DSL text), ordered by name.
     fn catalog_list(&self, kind: CatalogKind) -> Result<Vec<(String, String)>>;
-
-    /// Store an engine checkpoint covering the log up to `seq`. The latest two are kept.
-    fn put_checkpoint(&self, seq: u64, bytes: &[u8]) -> Result<()>;
-
-    /// The checkpoint with the highest seq, if any.
-    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>>;
 
     /// Write rows of persisted state in `scope` (one query version), part `part` (a shard).
     /// Each key's write is atomic on its own (the embedded store makes the whole call one
