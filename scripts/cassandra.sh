@@ -5,6 +5,8 @@
 # the module options of Cassandra's own conf/jvm17-server.options, on free loopback ports, with
 # its data, commit log and caches in a temp dir, and a small heap.
 #
+# Sourcing it starts the node in the background and returns; call weir_cassandra_ready to
+# wait until it answers CQL (so a build can run meanwhile).
 # Exports: WEIR_TEST_CASSANDRA (host:port of the CQL native transport),
 #          WEIR_TEST_CASSANDRA_PID, WEIR_TEST_CASSANDRA_DIR.
 # weir_cassandra_stop / weir_cassandra_start stop and restart the node on the same data;
@@ -39,7 +41,8 @@ POM
     rm -rf "$pom"
 }
 
-weir_cassandra_start() {
+# Start the node in the background on the prepared config and data; returns at once.
+weir_cassandra_launch() {
     local dir="$WEIR_TEST_CASSANDRA_DIR" jamm
     jamm="$(ls "$WEIR_CASSANDRA_LIB"/jamm-*.jar | head -1)"
     (
@@ -79,8 +82,12 @@ weir_cassandra_start() {
     ) &
     WEIR_TEST_CASSANDRA_PID=$!
     export WEIR_TEST_CASSANDRA_PID
-    local i
-    for ((i = 0; i < 1800; i++)); do
+}
+
+# Wait until the node answers CQL (it was started by weir_cassandra_launch).
+weir_cassandra_ready() {
+    local dir="$WEIR_TEST_CASSANDRA_DIR" i
+    for ((i = 0; i < 3000; i++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$WEIR_CASSANDRA_CQL") 2>/dev/null && return 0
         kill -0 "$WEIR_TEST_CASSANDRA_PID" 2>/dev/null || break
         sleep 0.1
@@ -88,6 +95,11 @@ weir_cassandra_start() {
     echo "Cassandra did not open its CQL port; the end of its output:" >&2
     tail -30 "$dir/cassandra.out" >&2
     return 1
+}
+
+# Start the node and wait for it.
+weir_cassandra_start() {
+    weir_cassandra_launch && weir_cassandra_ready
 }
 
 weir_cassandra_stop() {
@@ -129,10 +141,9 @@ concurrent_reads: 8
 concurrent_writes: 8
 memtable_allocation_type: heap_buffers
 YAML
-echo "==> starting Cassandra on 127.0.0.1:$WEIR_CASSANDRA_CQL"
-weir_cassandra_start || return 1
+echo "==> starting Cassandra on 127.0.0.1:$WEIR_CASSANDRA_CQL (weir_cassandra_ready waits for it)"
+weir_cassandra_launch || return 1
 export WEIR_TEST_CASSANDRA="127.0.0.1:$WEIR_CASSANDRA_CQL"
-echo "==> Cassandra: $WEIR_TEST_CASSANDRA"
 
 # Stop the node and remove its data (call from the sourcing script's EXIT trap).
 weir_cassandra_cleanup() {

@@ -210,8 +210,17 @@ fn apply_cassandra_flags(cfg: &mut config::ServeConfig, args: &ServeArgs) {
         c.username = Some(u.clone());
     }
     if let Some(ca) = &args.cassandra_tls_ca {
-        let tls = c.tls.get_or_insert_with(Default::default);
-        tls.ca_file = ca.clone();
+        match &mut c.tls {
+            Some(tls) => tls.ca_file = ca.clone(),
+            None => {
+                c.tls = Some(weir_storage::CassandraTls {
+                    ca_file: ca.clone(),
+                    cert_file: None,
+                    key_file: None,
+                    server_name: None,
+                })
+            }
+        }
     }
     if let Some(s) = args.storage {
         cfg.storage = s;
