@@ -423,6 +423,20 @@ impl CassandraStore {
         self.run(move |inner| async move { log::append(&inner, &records, &meta, false).await })
     }
 
+    /// Test hook: drop this store's keyspace and everything in it.
+    #[doc(hidden)]
+    pub fn drop_keyspace(&self) -> Result<()> {
+        let stmt = format!("DROP KEYSPACE IF EXISTS {}", self.keyspace);
+        self.run(move |inner| async move {
+            inner
+                .session
+                .query_unpaged(stmt, ())
+                .await
+                .map(|_| ())
+                .map_err(backend_err)
+        })
+    }
+
     /// Test hook: store `version` as the keyspace's schema version.
     #[doc(hidden)]
     pub fn set_schema_version(&self, version: i32) -> Result<()> {
