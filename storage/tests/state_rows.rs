@@ -157,12 +157,12 @@ fn key_writes_delete_what_they_say_and_read_back_in_order(b: &dyn Reopen) {
     let mut w = write("[\"b\"]", &[(i64::MIN, "sb2"), (20, "b20'")]);
     w.delete_through = Some(10);
     s.state_write("q/a/1", 0, &[w]).unwrap();
-    let b: Vec<_> = read(&*s, "q/a/1", 0)
+    let rows_b: Vec<_> = read(&*s, "q/a/1", 0)
         .into_iter()
         .filter(|r| r.0 == "[\"b\"]")
         .collect();
     assert_eq!(
-        b,
+        rows_b,
         vec![
             ("[\"b\"]".into(), i64::MIN, "sb2".into()),
             ("[\"b\"]".into(), 20, "b20'".into()),
