@@ -250,3 +250,53 @@ fn bad_settings_are_config_errors() {
         );
     }
 }
+
+/// The test CA's PEM file (scripts/cassandra.sh makes it and the node's certificate).
+fn test_ca() -> std::path::PathBuf {
+    let ca = std::env::var("WEIR_TEST_CASSANDRA_CA").unwrap_or_default();
+    assert!(
+        !ca.is_empty(),
+        "WEIR_TEST_CASSANDRA_CA is not set: scripts/cassandra.sh makes the node's TLS \
+         certificate and exports the CA that signed it"
+    );
+    ca.into()
+}
+
+fn tls_config(server_name: Option<&str>) -> CassandraConfig {
+    CassandraConfig {
+        tls: Some(weir_storage::CassandraTls {
+            ca_file: test_ca(),
+            cert_file: None,
+            key_file: None,
+            server_name: server_name.map(str::to_string),
+        }),
+        ..common::cassandra_config()
+    }
+}
+
+#[test]
+fn tls_to_the_node_checks_its_certificate() {
+    // Checked against the node's address (the certificate names 127.0.0.1), then by name.
+    for name in [None, Some("localhost")] {
+        let cfg = tls_config(name);
+        let s = CassandraStore::connect(&cfg).unwrap_or_else(|e| panic!("TLS {name:?}: {e}"));
+        s.append(&batch(1..=3, "a"), &pos(3)).unwrap();
+        assert_eq!(s.last_seq().unwrap(), 3);
+        s.drop_keyspace().unwrap();
+    }
+    // A name the certificate does not have is refused.
+    let mut cfg = tls_config(Some("elsewhere.invalid"));
+    cfg.connect_timeout_ms = 2000;
+    let err = CassandraStore::connect(&cfg).err().expect("a wrong name is refused");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    // A CA file that is not PEM is a config error.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ca.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let mut cfg = tls_config(None);
+    cfg.tls.as_mut().unwrap().ca_file = bad;
+    assert!(matches!(
+        CassandraStore::connect(&cfg),
+        Err(StorageError::Config(_))
+    ));
+}
