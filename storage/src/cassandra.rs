@@ -106,8 +106,8 @@ fn backend_err<E: std::error::Error + 'static>(e: E) -> StorageError {
 mod transience {
     //! Which driver errors a retry may fix.
     use scylla::errors::{
-        DbError, ExecutionError, NewSessionError, NextPageError, NextRowError,
-        PagerExecutionError, PrepareError, RequestAttemptError, RequestError,
+        DbError, ExecutionError, NewSessionError, NextPageError, NextRowError, PagerExecutionError,
+        PrepareError, RequestAttemptError, RequestError,
     };
 
     fn attempt(e: &RequestAttemptError) -> bool {
@@ -319,9 +319,7 @@ fn check(cfg: &CassandraConfig) -> Result<()> {
         .check()
         .map_err(|e| config_err(format!("cassandra replication: {e}")))?;
     if cfg.username.is_some() != cfg.password.is_some() {
-        return Err(config_err(
-            "cassandra username and password go together",
-        ));
+        return Err(config_err("cassandra username and password go together"));
     }
     if cfg.request_timeout_ms == 0 || cfg.connect_timeout_ms == 0 {
         return Err(config_err("cassandra timeouts must be more than 0 ms"));
@@ -343,7 +341,9 @@ impl CassandraStore {
         let clock = Arc::new(MonotonicTimestampGenerator::new());
         let mut policy = DefaultPolicy::builder().token_aware(true);
         if let Some(dc) = &cfg.local_dc {
-            policy = policy.prefer_datacenter(dc.clone()).permit_dc_failover(false);
+            policy = policy
+                .prefer_datacenter(dc.clone())
+                .permit_dc_failover(false);
         }
         let profile = ExecutionProfile::builder()
             .consistency(cfg.consistency.driver())
@@ -361,9 +361,8 @@ impl CassandraStore {
         }
         if let Some(t) = &cfg.tls {
             let tls = tls::client_config(t)?;
-            builder = builder.tls_context(Some(
-                scylla::client::session::TlsContext::Rustls023(tls),
-            ));
+            builder =
+                builder.tls_context(Some(scylla::client::session::TlsContext::Rustls023(tls)));
         }
         let ks = cfg.keyspace.clone();
         let replication = cfg.replication.clone();
@@ -441,7 +440,9 @@ impl CassandraStore {
     #[doc(hidden)]
     pub fn set_schema_version(&self, version: i32) -> Result<()> {
         let ks = self.keyspace.clone();
-        self.run(move |inner| async move { schema::set_version(&inner.session, &ks, version).await })
+        self.run(
+            move |inner| async move { schema::set_version(&inner.session, &ks, version).await },
+        )
     }
 }
 
@@ -590,7 +591,9 @@ impl Storage for CassandraStore {
     }
 
     fn catalog_list(&self, kind: CatalogKind) -> Result<Vec<(String, String)>> {
-        self.run(move |inner| async move { inner.rows(&inner.ps.catalog_list, (kind.as_str(),)).await })
+        self.run(
+            move |inner| async move { inner.rows(&inner.ps.catalog_list, (kind.as_str(),)).await },
+        )
     }
 
     fn state_write(&self, scope: &str, part: u32, keys: &[StateKeyWrite]) -> Result<()> {
@@ -631,7 +634,8 @@ impl Storage for CassandraStore {
             return Ok(Vec::new());
         }
         self.run(move |inner| async move {
-            let rows: Vec<(i64, Vec<u8>)> = inner.rows(&inner.ps.decisions_recent, (limit,)).await?;
+            let rows: Vec<(i64, Vec<u8>)> =
+                inner.rows(&inner.ps.decisions_recent, (limit,)).await?;
             Ok(rows.into_iter().map(|(s, j)| (s as u64, j)).collect())
         })
     }

@@ -20,7 +20,11 @@ const T0: Millis = 1_700_000_000_000;
 
 fn rec(seq: u64, kind: &str, session: Option<&str>) -> LogRecord {
     let fields = json!({"i": seq});
-    let mut e = Event::new(kind, T0 + seq as Millis * 1000, fields.as_object().unwrap().clone());
+    let mut e = Event::new(
+        kind,
+        T0 + seq as Millis * 1000,
+        fields.as_object().unwrap().clone(),
+    );
     e.account = "acme".into();
     e.project = "p".into();
     e.session_id = session.map(str::to_string);
@@ -62,7 +66,10 @@ fn visible(s: &dyn Storage) -> Vec<Vec<(u64, String)>> {
     let page = |q: EventQuery| -> Vec<(u64, String)> {
         let page = s.scan(&q).unwrap();
         assert_eq!(page.total as usize, page.events.len());
-        page.events.into_iter().map(|e| (e.seq, e.event.kind)).collect()
+        page.events
+            .into_iter()
+            .map(|e| (e.seq, e.event.kind))
+            .collect()
     };
     let by_seq = |mut v: Vec<(u64, String)>| {
         v.sort();
@@ -195,7 +202,10 @@ async fn calls_work_from_inside_a_runtime() {
     .unwrap();
     // ...and straight from the runtime's own thread: no nested block_on, no panic.
     assert_eq!(store.last_seq().unwrap(), 2);
-    assert_eq!(store.meta_get("kafka/t/0").unwrap(), Some(pos(2)[0].1.clone()));
+    assert_eq!(
+        store.meta_get("kafka/t/0").unwrap(),
+        Some(pos(2)[0].1.clone())
+    );
     store.append(&batch(3..=3, "a"), &[]).unwrap();
     assert_eq!(store.scan_seq(0).unwrap().count(), 3);
     store.drop_keyspace().unwrap();
@@ -217,10 +227,19 @@ fn no_node_fails_fast_with_a_transient_cassandra_error() {
         ..Default::default()
     };
     let started = Instant::now();
-    let err = CassandraStore::connect(&cfg).err().expect("no node listens there");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let err = CassandraStore::connect(&cfg)
+        .err()
+        .expect("no node listens there");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(err.is_transient(), "{err}");
-    assert!(err.to_string().starts_with("cassandra backend error"), "{err}");
+    assert!(
+        err.to_string().starts_with("cassandra backend error"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -241,7 +260,11 @@ fn bad_settings_are_config_errors() {
         },
     ] {
         let cfg = CassandraConfig {
-            nodes: if cfg.nodes.is_empty() { vec![] } else { nodes.clone() },
+            nodes: if cfg.nodes.is_empty() {
+                vec![]
+            } else {
+                nodes.clone()
+            },
             ..cfg
         };
         assert!(
@@ -287,7 +310,9 @@ fn tls_to_the_node_checks_its_certificate() {
     // A name the certificate does not have is refused.
     let mut cfg = tls_config(Some("elsewhere.invalid"));
     cfg.connect_timeout_ms = 2000;
-    let err = CassandraStore::connect(&cfg).err().expect("a wrong name is refused");
+    let err = CassandraStore::connect(&cfg)
+        .err()
+        .expect("a wrong name is refused");
     assert!(err.to_string().contains("certificate"), "{err}");
     // A CA file that is not PEM is a config error.
     let dir = tempfile::tempdir().unwrap();

@@ -43,7 +43,11 @@ impl Drop for Frozen {
 fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<LogRecord> {
     seqs.map(|seq| {
         let fields = json!({"i": seq});
-        let mut e = Event::new("a", 1_700_000_000_000 + seq as i64, fields.as_object().unwrap().clone());
+        let mut e = Event::new(
+            "a",
+            1_700_000_000_000 + seq as i64,
+            fields.as_object().unwrap().clone(),
+        );
         e.account = "acme".into();
         e.project = "p".into();
         LogRecord {
@@ -81,14 +85,20 @@ fn a_frozen_node_fails_calls_fast_and_the_store_recovers() {
         let took = started.elapsed();
         eprintln!("meta_get on the frozen node failed after {took:?}: {err}");
         assert!(err.is_transient(), "{err}");
-        assert!(took < timeout + Duration::from_secs(1), "meta_get took {took:?}");
+        assert!(
+            took < timeout + Duration::from_secs(1),
+            "meta_get took {took:?}"
+        );
 
         let started = Instant::now();
         let err = fast.append(&batch(6..=8), &pos(8)).unwrap_err();
         let took = started.elapsed();
         eprintln!("append on the frozen node failed after {took:?}: {err}");
         assert!(err.is_transient(), "{err}");
-        assert!(took < timeout + Duration::from_secs(1), "append took {took:?}");
+        assert!(
+            took < timeout + Duration::from_secs(1),
+            "append took {took:?}"
+        );
     }
 
     // Back: the same store reconnects by itself; the writer retries the same batch.
@@ -97,7 +107,10 @@ fn a_frozen_node_fails_calls_fast_and_the_store_recovers() {
     loop {
         match fast.append(&batch(6..=8), &pos(8)) {
             Ok(()) => {
-                eprintln!("the retried append went through {:?} after the resume", resumed.elapsed());
+                eprintln!(
+                    "the retried append went through {:?} after the resume",
+                    resumed.elapsed()
+                );
                 break;
             }
             Err(e) if e.is_transient() && Instant::now() < deadline => {
@@ -109,7 +122,10 @@ fn a_frozen_node_fails_calls_fast_and_the_store_recovers() {
     assert_eq!(fast.last_seq().unwrap(), 8);
     let logged: Vec<u64> = fast.scan_seq(0).unwrap().map(|r| r.unwrap().seq).collect();
     assert_eq!(logged, (1..=8).collect::<Vec<_>>());
-    assert_eq!(fast.meta_get("kafka/t/0").unwrap(), Some(pos(8)[0].1.clone()));
+    assert_eq!(
+        fast.meta_get("kafka/t/0").unwrap(),
+        Some(pos(8)[0].1.clone())
+    );
     // The store connected before the freeze sees the same.
     assert_eq!(s.last_seq().unwrap(), 8);
 }

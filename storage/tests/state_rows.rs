@@ -37,7 +37,10 @@ fn read(s: &dyn Storage, scope: &str, part: u32) -> Vec<(String, i64, String)> {
         if i > 0 && rows[i - 1].0 == *k {
             assert!(rows[i - 1].1 < *b, "buckets of {k} out of order: {rows:?}");
         } else {
-            assert!(!seen.contains(&k.as_str()), "rows of {k} not together: {rows:?}");
+            assert!(
+                !seen.contains(&k.as_str()),
+                "rows of {k} not together: {rows:?}"
+            );
             seen.push(k);
         }
     }
@@ -103,7 +106,9 @@ fn many_keys_spread_and_drop(b: &dyn Reopen) {
     for part in 0..3u32 {
         let rows = read(&*s, "big/1", part);
         assert_eq!(rows.len(), 600);
-        assert!(rows.iter().all(|r| r.0.starts_with(&format!("[\"k{part}-"))));
+        assert!(rows
+            .iter()
+            .all(|r| r.0.starts_with(&format!("[\"k{part}-"))));
     }
     let mut w = write("[\"k1-7\"]", &[(3, "three")]);
     w.delete_all = true;
@@ -111,7 +116,10 @@ fn many_keys_spread_and_drop(b: &dyn Reopen) {
     let rows = read(&*s, "big/1", 1);
     assert_eq!(rows.len(), 598);
     let k7: Vec<_> = rows.iter().filter(|r| r.0 == "[\"k1-7\"]").collect();
-    assert_eq!(k7, vec![&("[\"k1-7\"]".to_string(), 3, "three".to_string())]);
+    assert_eq!(
+        k7,
+        vec![&("[\"k1-7\"]".to_string(), 3, "three".to_string())]
+    );
     s.state_drop("big/1", 3).unwrap();
     for part in 0..3u32 {
         assert!(read(&*s, "big/1", part).is_empty());

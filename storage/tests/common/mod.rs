@@ -1,6 +1,7 @@
 //! What the Cassandra tests share: the node from `WEIR_TEST_CASSANDRA` and a keyspace of
 //! their own.
 
+#![cfg(feature = "cassandra")]
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
