@@ -325,3 +325,30 @@ fn tls_to_the_node_checks_its_certificate() {
         Err(StorageError::Config(_))
     ));
 }
+
+#[test]
+fn data_centre_settings_and_consistency_reach_the_node() {
+    // The test node's snitch puts it in `datacenter1`.
+    let ks = Keyspace::new();
+    let cfg = CassandraConfig {
+        replication: "datacenter1:1".parse().unwrap(),
+        local_dc: Some("datacenter1".into()),
+        consistency: "local_one".parse().unwrap(),
+        ..ks.0.clone()
+    };
+    let s = CassandraStore::connect(&cfg).unwrap();
+    s.append(&batch(1..=2, "a"), &pos(2)).unwrap();
+    assert_eq!(s.last_seq().unwrap(), 2);
+    drop(s);
+    // Two replicas cannot answer on a one-node cluster: every read and write is at the
+    // configured level, so connecting (which reads the schema version) fails, transiently.
+    let two = CassandraConfig {
+        consistency: "TWO".parse().unwrap(),
+        ..ks.0.clone()
+    };
+    let err = CassandraStore::connect(&two)
+        .err()
+        .expect("TWO on one node");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("consistency level TWO"), "{err}");
+}
