@@ -12,7 +12,8 @@
 //! [`StorageError`], and the driver reconnects by itself once the node is back.
 //!
 //! # Tables
-//! Created and migrated on connect (see `cassandra/schema.rs`); partition key in double parentheses.
+//! Created and migrated on connect (see `cassandra/schema.rs`); partition key in double
+//! parentheses.
 //! - `log ((bucket), seq) → rec`: the event log, `bucket = seq >> 16`, so replay reads one
 //!   partition of 65 536 records at a time; `log_buckets ((k), bucket)` lists the buckets.
 //! - `events_by_type ((account, project, type, day), ts, seq) → rec`: one partition per type
@@ -51,6 +52,22 @@
 //! intent, so a seq used again never shows a phantom event. `event_days` and `log_buckets`
 //! rows are left (an empty day or bucket reads as nothing). Appends are serialised by the
 //! caller (one writer thread), so one intent suffices.
+//!
+//! # Timestamps
+//! Every write carries a client-side timestamp from one monotonic clock per store, so the
+//! intent, the rows, their deletes in a repair and the commit are ordered even when
+//! different coordinators handle them. State writes take explicit timestamps from the same
+//! clock (see `cassandra/state.rs`).
+//!
+//! # Limits
+//! - One append's meta positions go in one batch with the commit marker, and a CQL batch
+//!   holds at most 65 535 statements: an append with more meta entries fails (not
+//!   transiently).
+//! - Every pruned meta key leaves a tombstone in the one `meta` partition until
+//!   `gc_grace_seconds` (3 h) pass; a prune scans those of its prefix, so pruning far
+//!   more than Cassandra's `tombstone_failure_threshold` (100 000) keys within 3 h makes the
+//!   prune fail until they are purged.
+//! - A scan counts every matching event to give the page's total, reading their rows.
 //!
 //! # Durability
 //! Every write is acknowledged at the configured consistency by the replicas' commit logs,
@@ -270,7 +287,8 @@ impl Inner {
     }
 }
 
-/// The Cassandra/Scylla backend.
+/// The Cassandra/Scylla backend: a driver session on a runtime of its own (see the module
+/// docs for the tables and the append protocol).
 pub struct CassandraStore {
     inner: Arc<Inner>,
     /// `None` only while dropping.
