@@ -8,7 +8,11 @@
 # Sourcing it starts the node in the background and returns; call weir_cassandra_ready to
 # wait until it answers CQL (so a build can run meanwhile).
 # Exports: WEIR_TEST_CASSANDRA (host:port of the CQL native transport),
-#          WEIR_TEST_CASSANDRA_PID, WEIR_TEST_CASSANDRA_DIR.
+#          WEIR_TEST_CASSANDRA_PID, WEIR_TEST_CASSANDRA_DIR,
+#          WEIR_TEST_CASSANDRA_CA (PEM of the test CA that signed the node's certificate).
+# The native transport takes TLS and plain connections on the same port
+# (client_encryption_options with optional: true); the node's certificate, made with the
+# JDK's keytool, names 127.0.0.1 and localhost.
 # weir_cassandra_stop / weir_cassandra_start stop and restart the node on the same data;
 # weir_cassandra_cleanup stops it and removes its data (call it from your EXIT trap).
 # Seen here: a cold start answers CQL after about 70 s on two busy cores.
@@ -107,9 +111,29 @@ weir_cassandra_stop() {
     wait "$WEIR_TEST_CASSANDRA_PID" 2>/dev/null || true
 }
 
+# A test CA and a node certificate it signs, in JKS keystores; the CA also as PEM.
+weir_cassandra_certs() {
+    local dir="$1" pass=weirtest
+    local kt=(keytool -noprompt -storepass "$pass" -keypass "$pass" -storetype JKS)
+    "${kt[@]}" -genkeypair -alias ca -keyalg RSA -keysize 2048 -validity 30 \
+        -dname "CN=weir test CA" -ext bc:c -keystore "$dir/ca.jks" &&
+        "${kt[@]}" -exportcert -rfc -alias ca -keystore "$dir/ca.jks" -file "$dir/ca.pem" &&
+        "${kt[@]}" -genkeypair -alias node -keyalg RSA -keysize 2048 -validity 30 \
+            -dname "CN=localhost" -keystore "$dir/node.jks" &&
+        "${kt[@]}" -certreq -alias node -keystore "$dir/node.jks" -file "$dir/node.csr" &&
+        "${kt[@]}" -gencert -alias ca -keystore "$dir/ca.jks" -infile "$dir/node.csr" \
+            -outfile "$dir/node.crt" -rfc -validity 30 \
+            -ext "san=ip:127.0.0.1,dns:localhost" -ext "eku=serverAuth" &&
+        "${kt[@]}" -importcert -alias ca -keystore "$dir/node.jks" -file "$dir/ca.pem" &&
+        "${kt[@]}" -importcert -alias node -keystore "$dir/node.jks" -file "$dir/node.crt"
+}
+
 weir_cassandra_fetch || { echo "cannot fetch Apache Cassandra; the Cassandra tests cannot run" >&2; return 1; }
 WEIR_TEST_CASSANDRA_DIR="$(mktemp -d)"
 export WEIR_TEST_CASSANDRA_DIR
+weir_cassandra_certs "$WEIR_TEST_CASSANDRA_DIR" >"$WEIR_TEST_CASSANDRA_DIR/keytool.out" 2>&1 ||
+    { echo "keytool could not make the test certificates:" >&2; cat "$WEIR_TEST_CASSANDRA_DIR/keytool.out" >&2; return 1; }
+export WEIR_TEST_CASSANDRA_CA="$WEIR_TEST_CASSANDRA_DIR/ca.pem"
 _weir_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 WEIR_CASSANDRA_CQL="$(_weir_port)"
 WEIR_CASSANDRA_STORAGE="$(_weir_port)"
@@ -140,6 +164,13 @@ authorizer: AllowAllAuthorizer
 concurrent_reads: 8
 concurrent_writes: 8
 memtable_allocation_type: heap_buffers
+client_encryption_options:
+  enabled: true
+  optional: true
+  keystore: $WEIR_TEST_CASSANDRA_DIR/node.jks
+  keystore_password: weirtest
+  store_type: JKS
+  require_client_auth: false
 YAML
 echo "==> starting Cassandra on 127.0.0.1:$WEIR_CASSANDRA_CQL (weir_cassandra_ready waits for it)"
 weir_cassandra_launch || return 1

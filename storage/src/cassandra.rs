@@ -12,7 +12,8 @@
 //! [`StorageError`], and the driver reconnects by itself once the node is back.
 //!
 //! # Tables
-//! Created and migrated on connect (see `cassandra/schema.rs`); partition key in double parentheses.
+//! Created and migrated on connect (see `cassandra/schema.rs`); partition key in double
+//! parentheses.
 //! - `log ((bucket), seq) → rec`: the event log, `bucket = seq >> 16`, so replay reads one
 //!   partition of 65 536 records at a time; `log_buckets ((k), bucket)` lists the buckets.
 //! - `events_by_type ((account, project, type, day), ts, seq) → rec`: one partition per type
@@ -51,6 +52,22 @@
 //! intent, so a seq used again never shows a phantom event. `event_days` and `log_buckets`
 //! rows are left (an empty day or bucket reads as nothing). Appends are serialised by the
 //! caller (one writer thread), so one intent suffices.
+//!
+//! # Timestamps
+//! Every write carries a client-side timestamp from one monotonic clock per store, so the
+//! intent, the rows, their deletes in a repair and the commit are ordered even when
+//! different coordinators handle them. State writes take explicit timestamps from the same
+//! clock (see `cassandra/state.rs`).
+//!
+//! # Limits
+//! - One append's meta positions go in one batch with the commit marker, and a CQL batch
+//!   holds at most 65 535 statements: an append with more meta entries fails (not
+//!   transiently).
+//! - Every pruned meta key leaves a tombstone in the one `meta` partition until
+//!   `gc_grace_seconds` (3 h) pass; a prune scans those of its prefix, so pruning far
+//!   more than Cassandra's `tombstone_failure_threshold` (100 000) keys within 3 h makes the
+//!   prune fail until they are purged.
+//! - A scan counts every matching event to give the page's total, reading their rows.
 //!
 //! # Durability
 //! Every write is acknowledged at the configured consistency by the replicas' commit logs,
@@ -106,8 +123,8 @@ fn backend_err<E: std::error::Error + 'static>(e: E) -> StorageError {
 mod transience {
     //! Which driver errors a retry may fix.
     use scylla::errors::{
-        DbError, ExecutionError, NewSessionError, NextPageError, NextRowError,
-        PagerExecutionError, PrepareError, RequestAttemptError, RequestError,
+        DbError, ExecutionError, NewSessionError, NextPageError, NextRowError, PagerExecutionError,
+        PrepareError, RequestAttemptError, RequestError,
     };
 
     fn attempt(e: &RequestAttemptError) -> bool {
@@ -270,7 +287,8 @@ impl Inner {
     }
 }
 
-/// The Cassandra/Scylla backend.
+/// The Cassandra/Scylla backend: a driver session on a runtime of its own (see the module
+/// docs for the tables and the append protocol).
 pub struct CassandraStore {
     inner: Arc<Inner>,
     /// `None` only while dropping.
@@ -319,9 +337,7 @@ fn check(cfg: &CassandraConfig) -> Result<()> {
         .check()
         .map_err(|e| config_err(format!("cassandra replication: {e}")))?;
     if cfg.username.is_some() != cfg.password.is_some() {
-        return Err(config_err(
-            "cassandra username and password go together",
-        ));
+        return Err(config_err("cassandra username and password go together"));
     }
     if cfg.request_timeout_ms == 0 || cfg.connect_timeout_ms == 0 {
         return Err(config_err("cassandra timeouts must be more than 0 ms"));
@@ -343,7 +359,9 @@ impl CassandraStore {
         let clock = Arc::new(MonotonicTimestampGenerator::new());
         let mut policy = DefaultPolicy::builder().token_aware(true);
         if let Some(dc) = &cfg.local_dc {
-            policy = policy.prefer_datacenter(dc.clone()).permit_dc_failover(false);
+            policy = policy
+                .prefer_datacenter(dc.clone())
+                .permit_dc_failover(false);
         }
         let profile = ExecutionProfile::builder()
             .consistency(cfg.consistency.driver())
@@ -361,9 +379,8 @@ impl CassandraStore {
         }
         if let Some(t) = &cfg.tls {
             let tls = tls::client_config(t)?;
-            builder = builder.tls_context(Some(
-                scylla::client::session::TlsContext::Rustls023(tls),
-            ));
+            builder =
+                builder.tls_context(Some(scylla::client::session::TlsContext::Rustls023(tls)));
         }
         let ks = cfg.keyspace.clone();
         let replication = cfg.replication.clone();
@@ -423,11 +440,27 @@ impl CassandraStore {
         self.run(move |inner| async move { log::append(&inner, &records, &meta, false).await })
     }
 
+    /// Test hook: drop this store's keyspace and everything in it.
+    #[doc(hidden)]
+    pub fn drop_keyspace(&self) -> Result<()> {
+        let stmt = format!("DROP KEYSPACE IF EXISTS {}", self.keyspace);
+        self.run(move |inner| async move {
+            inner
+                .session
+                .query_unpaged(stmt, ())
+                .await
+                .map(|_| ())
+                .map_err(backend_err)
+        })
+    }
+
     /// Test hook: store `version` as the keyspace's schema version.
     #[doc(hidden)]
     pub fn set_schema_version(&self, version: i32) -> Result<()> {
         let ks = self.keyspace.clone();
-        self.run(move |inner| async move { schema::set_version(&inner.session, &ks, version).await })
+        self.run(
+            move |inner| async move { schema::set_version(&inner.session, &ks, version).await },
+        )
     }
 }
 
@@ -576,7 +609,9 @@ impl Storage for CassandraStore {
     }
 
     fn catalog_list(&self, kind: CatalogKind) -> Result<Vec<(String, String)>> {
-        self.run(move |inner| async move { inner.rows(&inner.ps.catalog_list, (kind.as_str(),)).await })
+        self.run(
+            move |inner| async move { inner.rows(&inner.ps.catalog_list, (kind.as_str(),)).await },
+        )
     }
 
     fn state_write(&self, scope: &str, part: u32, keys: &[StateKeyWrite]) -> Result<()> {
@@ -617,7 +652,8 @@ impl Storage for CassandraStore {
             return Ok(Vec::new());
         }
         self.run(move |inner| async move {
-            let rows: Vec<(i64, Vec<u8>)> = inner.rows(&inner.ps.decisions_recent, (limit,)).await?;
+            let rows: Vec<(i64, Vec<u8>)> =
+                inner.rows(&inner.ps.decisions_recent, (limit,)).await?;
             Ok(rows.into_iter().map(|(s, j)| (s as u64, j)).collect())
         })
     }

@@ -19,20 +19,20 @@
 //!
 //! The trait, query types and the error enum live here.
 
+#[cfg(feature = "cassandra")]
+pub mod cassandra;
 pub mod codec;
 pub mod embedded;
 pub mod group_commit;
 pub mod merge;
 pub mod paged;
 pub mod record;
-#[cfg(feature = "cassandra")]
-pub mod cassandra;
 
+#[cfg(feature = "cassandra")]
+pub use cassandra::{CassandraConfig, CassandraStore, CassandraTls, Consistency, Replication};
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use group_commit::{GroupCommit, GroupCommitStats, Health, Receipt};
 pub use record::LogRecord;
-#[cfg(feature = "cassandra")]
-pub use cassandra::{CassandraConfig, CassandraStore, CassandraTls, Consistency, Replication};
 
 use weir_core::{Event, Millis};
 

@@ -160,7 +160,9 @@ impl Replication {
     /// Refuse what would make an invalid or unusable keyspace.
     pub(super) fn check(&self) -> Result<(), String> {
         match self {
-            Replication::Simple { factor: 0 } => Err("replication factor must be at least 1".into()),
+            Replication::Simple { factor: 0 } => {
+                Err("replication factor must be at least 1".into())
+            }
             Replication::Simple { .. } => Ok(()),
             Replication::NetworkTopology { dcs } if dcs.is_empty() => {
                 Err("NetworkTopologyStrategy needs at least one data centre".into())
@@ -415,7 +417,15 @@ mod tests {
             nts.cql(),
             "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
         );
-        for bad in ["", "3", "simple:x", "simple:0", "dc1:3,dc1:2", "dc'1:3", "dc1:3,dc2"] {
+        for bad in [
+            "",
+            "3",
+            "simple:x",
+            "simple:0",
+            "dc1:3,dc1:2",
+            "dc'1:3",
+            "dc1:3,dc2",
+        ] {
             assert!(bad.parse::<Replication>().is_err(), "{bad:?}");
         }
     }
@@ -453,11 +463,15 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains(r#""password":"***""#), "{shown}");
         assert!(shown.contains(r#""consistency":"QUORUM""#), "{shown}");
-        assert!(shown.contains(r#""class":"NetworkTopologyStrategy","dc1":3"#), "{shown}");
+        assert!(
+            shown.contains(r#""class":"NetworkTopologyStrategy","dc1":3"#),
+            "{shown}"
+        );
         assert!(!format!("{cfg:?}").contains("hunter2"));
-        let simple: CassandraConfig =
-            serde_json::from_value(serde_json::json!({"replication": {"class": "SimpleStrategy", "factor": 2}}))
-                .unwrap();
+        let simple: CassandraConfig = serde_json::from_value(
+            serde_json::json!({"replication": {"class": "SimpleStrategy", "factor": 2}}),
+        )
+        .unwrap();
         assert_eq!(simple.replication, Replication::Simple { factor: 2 });
         for bad in [
             serde_json::json!({"replication": {"class": "SimpleStrategy", "factor": 2, "dc1": 1}}),
@@ -466,7 +480,39 @@ mod tests {
             serde_json::json!({"consistency": "sometimes"}),
             serde_json::json!({"unknown": 1}),
         ] {
-            assert!(serde_json::from_value::<CassandraConfig>(bad.clone()).is_err(), "{bad}");
+            assert!(
+                serde_json::from_value::<CassandraConfig>(bad.clone()).is_err(),
+                "{bad}"
+            );
         }
+    }
+
+    #[test]
+    fn toml_shapes() {
+        let cfg: CassandraConfig = toml::from_str(
+            r#"
+            nodes = ["a:9042", "b:9042"]
+            replication = { class = "NetworkTopologyStrategy", dc1 = 3, dc2 = 2 }
+            consistency = "local_one"
+            local_dc = "dc1"
+            username = "weir"
+            password = "hunter2"
+            tls = { ca_file = "ca.pem", server_name = "cassandra.internal" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.replication.to_string(), "dc1:3,dc2:2");
+        assert_eq!(cfg.consistency, Consistency::LocalOne);
+        let shown = toml::to_string(&cfg).unwrap();
+        assert!(shown.contains(r#"password = "***""#), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let simple: CassandraConfig =
+            toml::from_str(r#"replication = { class = "SimpleStrategy", factor = 3 }"#).unwrap();
+        assert_eq!(simple.replication, Replication::Simple { factor: 3 });
+        let flag: CassandraConfig = toml::from_str(r#"replication = "dc1:3""#).unwrap();
+        assert_eq!(flag.replication.to_string(), "dc1:3");
+        let defaults = toml::to_string(&CassandraConfig::default()).unwrap();
+        let back: CassandraConfig = toml::from_str(&defaults).unwrap();
+        assert_eq!(back, CassandraConfig::default());
     }
 }

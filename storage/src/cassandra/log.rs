@@ -70,7 +70,15 @@ async fn put(inner: &Inner, row: Row<'_>) -> Result<()> {
         Row::Bucket(b) => inner.exec(&ps.bucket_put, (b,)).await,
         Row::ByType(r, rec) => {
             let e = &r.event;
-            let v = (&e.account, &e.project, &e.kind, day(e.ts), e.ts, r.seq as i64, rec);
+            let v = (
+                &e.account,
+                &e.project,
+                &e.kind,
+                day(e.ts),
+                e.ts,
+                r.seq as i64,
+                rec,
+            );
             inner.exec(&ps.by_type_put, v).await
         }
         Row::ByDay(r, rec) => {
@@ -102,7 +110,14 @@ async fn delete(inner: &Inner, row: Row<'_>) -> Result<()> {
         }
         Row::ByType(r, _) => {
             let e = &r.event;
-            let v = (&e.account, &e.project, &e.kind, day(e.ts), e.ts, r.seq as i64);
+            let v = (
+                &e.account,
+                &e.project,
+                &e.kind,
+                day(e.ts),
+                e.ts,
+                r.seq as i64,
+            );
             inner.exec(&ps.by_type_delete, v).await
         }
         Row::ByDay(r, _) => {

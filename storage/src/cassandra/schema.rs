@@ -107,7 +107,12 @@ pub(super) async fn migrate(session: &Session, ks: &str, replication: &Replicati
         )));
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > stored) {
-        info!(keyspace = ks, version = m.version, what = m.what, "Migrating the Cassandra schema.");
+        info!(
+            keyspace = ks,
+            version = m.version,
+            what = m.what,
+            "Migrating the Cassandra schema."
+        );
         for stmt in m.stmts {
             run(session, ks, stmt).await?;
         }

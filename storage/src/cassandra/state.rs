@@ -48,6 +48,9 @@ fn sub_of(key: &[u8]) -> i32 {
 
 type Values<'a> = Vec<Box<dyn SerializeRow + Send + Sync + 'a>>;
 
+/// A `state` row as read: (stored key, bucket, value).
+type Stored = (Vec<u8>, i64, Option<Vec<u8>>);
+
 /// One key's write as one single-partition batch.
 async fn write_key(inner: &Inner, scope: &str, part: i32, k: &StateKeyWrite) -> Result<()> {
     let ps = &inner.ps;
@@ -114,12 +117,9 @@ pub(super) fn read<'a>(store: &'a CassandraStore, scope: &str, part: u32) -> Res
     let part = part as i32;
     Ok(Box::new((0..SUBS).flat_map(move |sub| {
         let scope = scope.clone();
-        let got: Result<Vec<(Vec<u8>, i64, Option<Vec<u8>>)>> =
-            store.run(move |inner| async move {
-                inner
-                    .rows(&inner.ps.state_read, (scope, part, sub))
-                    .await
-            });
+        let got: Result<Vec<Stored>> = store.run(move |inner| async move {
+            inner.rows(&inner.ps.state_read, (scope, part, sub)).await
+        });
         let out: Vec<Result<StateRow>> = match got {
             Ok(rows) => rows
                 .into_iter()
@@ -140,9 +140,13 @@ pub(super) async fn drop_scope(inner: &Inner, scope: &str, parts: u32) -> Result
         .flat_map(|p| (0..SUBS).map(move |s| (p, s)))
         .collect();
     inner
-        .all(all.into_iter().map(|(p, s)| {
-            let ts = inner.clock.next_timestamp();
-            inner.exec(&inner.ps.state_drop, (ts, scope, p, s))
-        }).collect())
+        .all(
+            all.into_iter()
+                .map(|(p, s)| {
+                    let ts = inner.clock.next_timestamp();
+                    inner.exec(&inner.ps.state_drop, (ts, scope, p, s))
+                })
+                .collect(),
+        )
         .await
 }
