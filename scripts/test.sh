@@ -29,7 +29,7 @@ cargo test --workspace --all-targets --no-fail-fast
 # Cassandra node (tests that read the embedded store's files are skipped by name).
 echo "==> tests on the Cassandra/Scylla backend"
 WEIR_TEST_STORAGE=cassandra cargo test --no-fail-fast \
-    --test contract --test crash --test backfill --test inputs --test state
+    --test contract --test crash --test backfill --test inputs --test state --test catalog
 scripts/web.sh   # the web console: bundle check and end-to-end tests in headless Chromium
 scripts/python-client.sh   # the Python client's tests against a real server
 scripts/schemathesis.sh    # schemathesis over /api/openapi.json against a real server

@@ -114,9 +114,14 @@ impl App {
             .await
     }
 
-    /// The group-commit writer in front of the store's event log.
-    pub fn log(&self) -> &GroupCommit {
-        &self.log
+    /// Whether the event log is taking writes.
+    pub fn log_health(&self) -> weir_storage::Health {
+        self.log.health()
+    }
+
+    /// The event log writer's counters.
+    pub fn log_stats(&self) -> weir_storage::GroupCommitStats {
+        self.log.stats()
     }
 
     /// Wall clock.
@@ -134,9 +139,18 @@ impl App {
         &self.insights
     }
 
-    /// JSON Schemas by event type.
-    pub fn schemas(&self) -> &RwLock<HashMap<String, Arc<Schema>>> {
-        &self.schemas
+    /// Every type's JSON Schema, as it was given.
+    pub fn schema_sources(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.schemas
+            .read()
+            .iter()
+            .map(|(t, s)| (t.clone(), s.source().clone()))
+            .collect()
+    }
+
+    /// The JSON Schema of one type, as it was given.
+    pub fn schema_source(&self, ty: &str) -> Option<serde_json::Value> {
+        self.schemas.read().get(ty).map(|s| s.source().clone())
     }
 
     /// Stored definitions that could not be restored on start, by (kind, name).
@@ -217,7 +231,6 @@ impl App {
             })
             .collect()
     }
-
 }
 
 /// The app on a blocking thread, with its storage: what synchronous code that reads or
@@ -242,20 +255,22 @@ impl<'a> Cx<'a> {
         self.store
     }
 
-    /// Set (or with `None` remove) the schema of an event type, and store the set.
-    pub fn set_schema(&self, ty: &str, schema: Option<Arc<Schema>>) -> anyhow::Result<()> {
+    /// Set (or with `None` remove) the schema of an event type, and store the set. Returns
+    /// whether the type had a schema before.
+    pub fn set_schema(&self, ty: &str, schema: Option<Arc<Schema>>) -> anyhow::Result<bool> {
         let mut schemas = self.schemas.write();
-        match schema {
+        let had = match schema {
             Some(s) => schemas.insert(ty.to_string(), s),
             None => schemas.remove(ty),
-        };
+        }
+        .is_some();
         let all: serde_json::Map<String, serde_json::Value> = schemas
             .iter()
             .map(|(t, s)| (t.clone(), s.source().clone()))
             .collect();
         self.store
             .meta_put(SCHEMAS_KEY, &serde_json::to_vec(&all)?)?;
-        Ok(())
+        Ok(had)
     }
 
     /// Load the stored schemas (on start).
@@ -285,7 +300,6 @@ impl<'a> Cx<'a> {
 }
 
 impl App {
-
     /// How events are read right now (time of arrival, future-skew limit).
     pub fn shape_opts(&self) -> ShapeOptions {
         ShapeOptions {

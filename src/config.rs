@@ -311,10 +311,21 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "w.toml",
-                "[amqp]\nurl = \"amqp://guest:hunter2@rabbit:5672/%2f\"\nqueue = \"q\"\n",
+                "storage = \"cassandra\"\n[amqp]\nurl = \"amqp://guest:hunter2@rabbit:5672/%2f\"\nqueue = \"q\"\n\
+                 [cassandra]\nusername = \"weir\"\npassword = \"s3cret\"\nreplication = { class = \"NetworkTopologyStrategy\", dc1 = 3 }\n",
             )?;
             let out = print(Some(Path::new("w.toml"))).unwrap();
             assert!(!out.contains("hunter2"), "{out}");
+            assert!(!out.contains("s3cret"), "{out}");
+            assert!(out.contains("storage = \"cassandra\""), "{out}");
+            jail.set_env("WEIR_CASSANDRA__PASSWORD", "envsecret");
+            let cfg = ServeConfig::load(Some(Path::new("w.toml"))).unwrap();
+            assert_eq!(cfg.cassandra.password.as_deref(), Some("envsecret"));
+            assert_eq!(cfg.cassandra.username.as_deref(), Some("weir"));
+            assert!(!format!("{cfg:?}").contains("envsecret"), "Debug redacts");
+            assert!(!print(Some(Path::new("w.toml")))
+                .unwrap()
+                .contains("envsecret"));
             assert!(out.contains("amqp://guest:***@rabbit:5672/%2f"), "{out}");
             assert!(
                 out.contains("max_future_skew = \"5min\""),

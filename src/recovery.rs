@@ -45,7 +45,12 @@ fn restore_state(app: &Cx<'_>, definitions: &[Statement]) -> anyhow::Result<u64>
 
 /// Rebuild query `name`, whose persisted state could not be used, from the events before
 /// `boundary` (the log after the checkpoint is replayed into it afterwards).
-fn rebuild(app: &Cx<'_>, definitions: &[Statement], name: &str, boundary: u64) -> anyhow::Result<()> {
+fn rebuild(
+    app: &Cx<'_>,
+    definitions: &[Statement],
+    name: &str,
+    boundary: u64,
+) -> anyhow::Result<()> {
     for stmt in definitions {
         match stmt {
             Statement::CreateQuery(q) if q.name.name == name => {

@@ -96,11 +96,12 @@ impl EventSink for AppSink {
         let store = self.0.store().clone();
         let key = key.to_string();
         Box::pin(async move {
-            match store.run({
-                let key = key.clone();
-                move |store| store.meta_get(&key)
-            })
-            .await
+            match store
+                .run({
+                    let key = key.clone();
+                    move |store| store.meta_get(&key)
+                })
+                .await
             {
                 Ok(Some(bytes)) => bytes.try_into().ok().map(i64::from_be_bytes),
                 Ok(None) => None,
@@ -383,7 +384,15 @@ mod tests {
         let rules = RuleSet::new(engine.clone());
         let log = GroupCommit::start(store.clone(), true);
         let clock = Arc::new(weir_core::ManualClock::new(1_234_000));
-        let app = Arc::new(App::new(cfg, engine, rules, Store::new(store), log, 0, clock));
+        let app = Arc::new(App::new(
+            cfg,
+            engine,
+            rules,
+            Store::new(store),
+            log,
+            0,
+            clock,
+        ));
         let sink = AppSink(app);
         let opts = sink.shape_options();
         assert_eq!((opts.now_ms, opts.max_future_skew_ms), (1_234_000, 7_000));

@@ -98,7 +98,10 @@ async fn a_frozen_node_gives_quick_503s_and_loses_nothing() {
                 let (path, body) = if i % 2 == 0 {
                     ("/api/add_and_check", json!({"type":"tick","ts":ts,"id":id}))
                 } else {
-                    ("/api/events?wait=durable", json!({"type":"tick","ts":ts,"id":id}))
+                    (
+                        "/api/events?wait=durable",
+                        json!({"type":"tick","ts":ts,"id":id}),
+                    )
                 };
                 let started = Instant::now();
                 let r = client
@@ -199,6 +202,9 @@ async fn a_frozen_node_gives_quick_503s_and_loses_nothing() {
     assert!(seen.remove("after"), "the event written after the outage");
     let lost: Vec<_> = expect.difference(&seen).collect();
     let extra: Vec<_> = seen.difference(&expect).collect();
-    assert!(lost.is_empty(), "acknowledged or pending but lost: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged or pending but lost: {lost:?}"
+    );
     assert!(extra.is_empty(), "refused but counted: {extra:?}");
 }

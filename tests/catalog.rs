@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{now_ms, Server};
 use serde_json::{json, Value};
-use weir_storage::{CatalogKind, EmbeddedConfig, EmbeddedStore, Storage};
+use weir_storage::CatalogKind;
 
 fn names(list: &Value, field: &str) -> BTreeMap<String, Value> {
     list[field]
@@ -181,7 +181,7 @@ async fn a_catalogue_that_cannot_be_restored_never_stops_the_start() {
     {
         // An old data dir: a rule on a dropped query, a view over a missing one, a cycle,
         // a text that no longer parses, and one good query.
-        let store = EmbeddedStore::open(dir.path(), &EmbeddedConfig::default()).unwrap();
+        let store = common::open_store(dir.path());
         for (kind, name, text) in [
             (CatalogKind::Query, "good", "CREATE QUERY good AS SELECT count(*) AS n FROM orders GROUP BY seller, timeseries(time, 1s)"),
             (CatalogKind::Rule, "dr", "CREATE RULE dr ON dq DENY WHEN n > 1"),

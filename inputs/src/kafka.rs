@@ -149,9 +149,7 @@ impl ConsumerContext for Ctx {
                 for (topic, p) in parts {
                     // librdkafka calls this synchronously, from the poll inside `recv`; it
                     // already waits here on the broker for the committed offsets.
-                    let stored = block_on(
-                        self.sink.position(&self.config.position_key(p)),
-                    );
+                    let stored = block_on(self.sink.position(&self.config.position_key(p)));
                     let broker = committed
                         .as_ref()
                         .and_then(|c| c.find_partition(&topic, p))
@@ -386,7 +384,6 @@ async fn measure_lag(consumer: Arc<StreamConsumer<Ctx>>, stats: Arc<InputStats>,
         }
     }
 }
-
 
 /// Poll `f` to completion on this thread (for the one synchronous callback that needs an
 /// asynchronous answer).

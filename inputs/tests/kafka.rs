@@ -79,7 +79,10 @@ async fn kafka_consumes_skips_malformed_and_resumes_from_commits() {
     }
     let cfg = config(&addr, &topic, &group);
     for (part, off) in &last {
-        assert_eq!(sink.positions().get(&cfg.position_key(*part)).copied(), Some(off + 1));
+        assert_eq!(
+            sink.positions().get(&cfg.position_key(*part)).copied(),
+            Some(off + 1)
+        );
     }
 
     // Same group again: nothing old is re-applied, only the new records.

@@ -481,15 +481,17 @@ pub async fn json_query(
         from_ts: from.unwrap_or(i64::MIN),
         to_ts: to.unwrap_or(i64::MAX),
     };
-    let answer = app.store().run(move |store| -> weir_storage::Result<Value> {
-        for e in store.scan_range(&range)? {
-            let e = e?;
-            query.push(e.seq, &e.event);
-        }
-        Ok(query.finish())
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let answer = app
+        .store()
+        .run(move |store| -> weir_storage::Result<Value> {
+            for e in store.scan_range(&range)? {
+                let e = e?;
+                query.push(e.seq, &e.event);
+            }
+            Ok(query.finish())
+        })
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(answer))
 }
 

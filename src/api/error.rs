@@ -65,7 +65,10 @@ impl ApiError {
     /// 500 otherwise.
     pub fn storage(e: weir_storage::StorageError) -> Self {
         if e.is_transient() {
-            tracing::warn!(error = %e, "request refused: storage unavailable");
+            // One line per refused call would flood the log during an outage; the log
+            // writer warns about the failing writes themselves.
+            tracing::debug!(error = %e, "request refused: storage unavailable");
+            metrics::counter!("weir_requests_unavailable_total").increment(1);
             Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         } else {
             Self::internal(e)

@@ -110,7 +110,10 @@ async fn wait_durable(app: &App, receipt: weir_storage::Receipt, ids: &[u64]) ->
         Ok(written) => written.map_err(storage_error),
         Err(_) => {
             metrics::counter!("weir_durable_timeouts_total").increment(1);
-            tracing::warn!(events = ids.len(), "events not durable in time: the store is not answering");
+            tracing::warn!(
+                events = ids.len(),
+                "events not durable in time: the store is not answering"
+            );
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -322,7 +325,7 @@ pub async fn add_and_check(
         OneOrMany::Many(es) => {
             // Refuse the whole array up front if the log is not taking writes; a failure
             // that starts midway refuses the rest (each event is atomic on its own).
-            app.log().health().check().map_err(storage_error)?;
+            app.log_health().check().map_err(storage_error)?;
             let checked = es
                 .into_iter()
                 .map(|e| app.add_and_check(e))
@@ -445,7 +448,7 @@ pub async fn get_event(
             })
             .await
             .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
+            .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
         return Ok(Json(decision_answer(&app.check(&record.event), Some(id))));
     }
     let event =

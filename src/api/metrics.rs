@@ -83,6 +83,14 @@ fn describe() {
     );
     describe_counter!("weir_events_accepted_total", "Events accepted, all inputs");
     describe_counter!(
+        "weir_requests_unavailable_total",
+        "Calls answered 503 because the store was unavailable (nothing of them applied)"
+    );
+    describe_counter!(
+        "weir_durable_timeouts_total",
+        "Synchronous calls answered 503 because their applied events were not durable within durable_timeout"
+    );
+    describe_counter!(
         "weir_events_invalid_total",
         "Events refused as invalid, by input and reason"
     );
@@ -183,7 +191,7 @@ pub async fn render(State(app): State<Arc<App>>) -> impl IntoResponse {
         metrics::gauge!("weir_query_keys", "query" => name).set(q.keys as f64);
     }
     metrics::gauge!("weir_catalog_errors").set(crate::catalog::error_count(&app) as f64);
-    let log = app.log().stats();
+    let log = app.log_stats();
     metrics::gauge!("weir_log_records").set(log.records as f64);
     metrics::gauge!("weir_log_groups").set(log.groups as f64);
     metrics::gauge!("weir_log_fsyncs").set(log.syncs as f64);

@@ -142,8 +142,10 @@ pub struct RuleDropped {
     )
 )]
 pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<QueryList>> {
-    let queries = app.blocking(|cx| catalog::query_definitions(cx))
-        .await.map_err(ApiError::internal)?;
+    let queries = app
+        .blocking(|cx| catalog::query_definitions(cx))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(QueryList { queries }))
 }
 
@@ -231,8 +233,10 @@ pub async fn delete_query(
     )
 )]
 pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<RuleList>> {
-    let rules = app.blocking(|cx| catalog::rule_definitions(cx))
-        .await.map_err(ApiError::internal)?;
+    let rules = app
+        .blocking(|cx| catalog::rule_definitions(cx))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(RuleList { rules }))
 }
 

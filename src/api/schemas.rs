@@ -69,13 +69,9 @@ pub struct SchemaDeleted {
     responses((status = 200, description = "every type's schema", body = SchemaList))
 )]
 pub async fn list(State(app): State<Arc<App>>) -> Json<SchemaList> {
-    let schemas = app
-        .schemas()
-        .read()
-        .iter()
-        .map(|(t, s)| (t.clone(), s.source().clone()))
-        .collect();
-    Json(SchemaList { schemas })
+    Json(SchemaList {
+        schemas: app.schema_sources(),
+    })
 }
 
 /// `GET /api/schemas/{type}`.
@@ -91,10 +87,8 @@ pub async fn list(State(app): State<Arc<App>>) -> Json<SchemaList> {
     )
 )]
 pub async fn get(State(app): State<Arc<App>>, Path(ty): Path<String>) -> ApiResult<Json<Value>> {
-    app.schemas()
-        .read()
-        .get(&ty)
-        .map(|s| Json(s.source().clone()))
+    app.schema_source(&ty)
+        .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no schema for event type '{ty}'")))
 }
 
@@ -152,14 +146,15 @@ pub async fn delete(
     State(app): State<Arc<App>>,
     Path(ty): Path<String>,
 ) -> ApiResult<Json<SchemaDeleted>> {
-    if !app.schemas().read().contains_key(&ty) {
+    let t = ty.clone();
+    let had = app
+        .blocking(move |cx| cx.set_schema(&t, None))
+        .await
+        .map_err(ApiError::internal)?;
+    if !had {
         return Err(ApiError::not_found(format!(
             "no schema for event type '{ty}'"
         )));
     }
-    let t = ty.clone();
-    app.blocking(move |cx| cx.set_schema(&t, None))
-        .await
-        .map_err(ApiError::internal)?;
     Ok(Json(SchemaDeleted { deleted: true, ty }))
 }

@@ -45,28 +45,57 @@ pub fn on_cassandra() -> bool {
     }
 }
 
+/// The Cassandra node of this run.
+fn cassandra_nodes() -> String {
+    std::env::var("WEIR_TEST_CASSANDRA").unwrap_or_else(|_| {
+        panic!(
+            "WEIR_TEST_STORAGE=cassandra but WEIR_TEST_CASSANDRA (host:port of a node) is not set: \
+             scripts/test.sh starts a Cassandra node (scripts/cassandra.sh) and exports it"
+        )
+    })
+}
+
+/// The keyspace that stands for `data_dir` on Cassandra.
+fn keyspace_of(data_dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    format!("weir_t{:016x}", h.finish())
+}
+
 /// The flags that put a server on this run's backend, its data named after `data_dir`.
 fn backend_args(data_dir: &Path) -> Vec<String> {
     if !on_cassandra() {
         return Vec::new();
     }
-    let nodes = std::env::var("WEIR_TEST_CASSANDRA").unwrap_or_else(|_| {
-        panic!(
-            "WEIR_TEST_STORAGE=cassandra but WEIR_TEST_CASSANDRA (host:port of a node) is not set: \
-             scripts/test.sh starts a Cassandra node (scripts/cassandra.sh) and exports it"
-        )
-    });
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    data_dir.hash(&mut h);
     vec![
         "--storage".into(),
         "cassandra".into(),
         "--cassandra-nodes".into(),
-        nodes,
+        cassandra_nodes(),
         "--cassandra-keyspace".into(),
-        format!("weir_t{:016x}", h.finish()),
+        keyspace_of(data_dir),
     ]
+}
+
+/// The store a server on `data_dir` would open, opened directly (to prepare what a server
+/// then finds). Drop it before starting a server on the embedded store (one process at a time).
+pub fn open_store(data_dir: &Path) -> std::sync::Arc<dyn weir_storage::Storage> {
+    if on_cassandra() {
+        let cfg = weir_storage::CassandraConfig {
+            nodes: vec![cassandra_nodes()],
+            keyspace: keyspace_of(data_dir),
+            ..Default::default()
+        };
+        std::sync::Arc::new(
+            weir_storage::CassandraStore::connect(&cfg).expect("connect to the test node"),
+        )
+    } else {
+        std::sync::Arc::new(
+            weir_storage::EmbeddedStore::open(data_dir, &Default::default())
+                .expect("open the store"),
+        )
+    }
 }
 
 impl Server {
@@ -141,13 +170,17 @@ impl Server {
                 .build()
                 .unwrap(),
         };
+        let mut server = server;
         server.wait_healthy().await;
         server
     }
 
-    async fn wait_healthy(&self) {
+    async fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("weir serve exited before it was healthy: {status} (its log is above)");
+            }
             if let Ok(r) = self
                 .client
                 .get(format!("{}/healthz", self.url))

@@ -28,13 +28,16 @@ pub struct CassandraConfig {
     pub consistency: Consistency,
     /// The local data centre: when set, requests go to its nodes only (datacenter-aware,
     /// token-aware load balancing without failover to other data centres).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub local_dc: Option<String>,
     /// User name for password authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Password for password authentication; never printed (`"***"` in Debug and Serialize).
-    #[serde(serialize_with = "redacted")]
+    #[serde(serialize_with = "redacted", skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// TLS to the nodes; plain TCP when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<CassandraTls>,
     /// Time allowed to open a connection, in ms (default 5000).
     pub connect_timeout_ms: u64,
@@ -97,13 +100,13 @@ pub struct CassandraTls {
     /// PEM file of the certificate authorities that sign the nodes' certificates.
     pub ca_file: PathBuf,
     /// PEM certificate chain for client authentication (with `key_file`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<PathBuf>,
     /// PEM private key for client authentication (with `cert_file`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
     /// The name the nodes' certificates are checked against, instead of their IP addresses.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
 }
 
