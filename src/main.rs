@@ -65,7 +65,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (HTTP API on 127.0.0.1:8080, data in ./weir-data unless told otherwise).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply a DSL file (or `-` for stdin, or `--text`) to a running server.
     Apply {
         /// The DSL file; `-` reads stdin.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::kafka::{create_topic, produce_all, producer, Broker};
 use common::{broker_env, unique, wait_until, MemorySink};
-use weir_inputs::{shutdown_channel, EventSink, KafkaConfig, KafkaSource, Source};
+use weir_inputs::{shutdown_channel, KafkaConfig, KafkaSource, Source};
 
 /// Record `i`: mostly good events with field `n = i`; every 25th is malformed.
 fn record(i: i64) -> (String, String) {

@@ -143,7 +143,7 @@ pub struct RuleDropped {
 )]
 pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<QueryList>> {
     let queries = app
-        .blocking(|cx| catalog::query_definitions(cx))
+        .blocking(catalog::query_definitions)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(QueryList { queries }))
@@ -165,7 +165,7 @@ pub async fn get_query(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    app.blocking(|cx| catalog::query_definitions(cx))
+    app.blocking(catalog::query_definitions)
         .await
         .map_err(ApiError::internal)?
         .into_iter()
@@ -234,7 +234,7 @@ pub async fn delete_query(
 )]
 pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<RuleList>> {
     let rules = app
-        .blocking(|cx| catalog::rule_definitions(cx))
+        .blocking(catalog::rule_definitions)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(RuleList { rules }))
@@ -256,7 +256,7 @@ pub async fn get_rule(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    app.blocking(|cx| catalog::rule_definitions(cx))
+    app.blocking(catalog::rule_definitions)
         .await
         .map_err(ApiError::internal)?
         .into_iter()
