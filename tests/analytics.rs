@@ -252,11 +252,12 @@ async fn concurrent_writers_give_exact_counts() {
                     // Read-your-writes: every event this writer was acknowledged is counted
                     // (only it writes `w` = its number).
                     let (_, k) = s.get("/api/keys?prefix=w").await;
+                    let me = w.to_string();
                     let mine = k["keys"][0]["values"]
                         .as_array()
                         .unwrap()
                         .iter()
-                        .find(|v| v["value"] == w.to_string())
+                        .find(|v| v["value"] == me.as_str())
                         .map_or(0, |v| v["count"].as_u64().unwrap());
                     assert_eq!(mine, ((r + 1) * BATCH) as u64, "{k}");
                     let e = json!({"type": "gated", "user": format!("u{w}-{}", r % 2)});

@@ -11,10 +11,13 @@ use weir_core::Event;
 
 const G: i64 = 60_000;
 
+/// One part's rows by (key, bucket).
+type Part = BTreeMap<(Vec<u8>, i64), Vec<u8>>;
+
 /// A state store in memory with the semantics of `Storage::state_write`.
 #[derive(Default, Clone)]
 struct Rows {
-    parts: BTreeMap<u32, BTreeMap<(Vec<u8>, i64), Vec<u8>>>,
+    parts: BTreeMap<u32, Part>,
 }
 
 impl Rows {
