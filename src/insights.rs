@@ -344,3 +344,68 @@ impl Feeder {
         metrics::gauge!("weir_insights_lag_events").set(written.saturating_sub(seen) as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+    use weir_core::Event;
+
+    use super::*;
+
+    fn rec(seq: u64, kind: &str, denied: bool) -> LogRecord {
+        LogRecord {
+            seq,
+            event: Event::new(kind, 0, Map::new()),
+            denied,
+        }
+    }
+
+    fn count(feed: &InsightsFeed, kind: &str) -> u64 {
+        feed.read().keys.keys(Some(kind))["count"].as_u64().unwrap()
+    }
+
+    #[test]
+    fn records_count_in_id_order_and_the_watermark_is_a_prefix() {
+        let feed = InsightsFeed::start(empty(&ServeConfig::default()), 0);
+        let hook = feed.hook();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        // 2 and 4 come before 1 and 3: held, not counted; a snapshot includes nothing.
+        hook(vec![rec(2, "a", false), rec(4, "a", false)]);
+        let snap = feed.snapshot().unwrap().unwrap();
+        assert_eq!((snap.seq, snap.is_empty()), (0, true));
+        assert_eq!(count(&feed, "a"), 0);
+        let started = Instant::now();
+        rt.block_on(feed.caught_up());
+        assert!(started.elapsed() >= READ_WAIT, "a read waits for the gap");
+
+        hook(vec![rec(1, "a", false)]);
+        let snap = feed.snapshot().unwrap().unwrap();
+        assert_eq!((snap.seq, snap.types()), (2, 1));
+        assert_eq!(count(&feed, "a"), 2);
+        // A denied record closes its gap and counts nowhere.
+        hook(vec![rec(3, "b", true)]);
+        let snap = feed.snapshot().unwrap().unwrap();
+        assert_eq!((snap.seq, snap.types()), (4, 1));
+        assert_eq!(count(&feed, "a"), 3);
+        assert_eq!(count(&feed, "b"), 0);
+        let started = Instant::now();
+        rt.block_on(feed.caught_up());
+        assert!(started.elapsed() < READ_WAIT, "caught up: no wait");
+    }
+
+    #[test]
+    fn no_snapshot_while_the_replay_is_under_way() {
+        let feed = InsightsFeed::start(empty(&ServeConfig::default()), 10);
+        feed.load(feed.empty());
+        let mut replay = feed.replay();
+        replay.push(rec(9, "a", false));
+        assert!(feed.snapshot().unwrap().is_none());
+        replay.finish();
+        let snap = feed.snapshot().unwrap().unwrap();
+        assert_eq!((snap.seq, snap.types()), (10, 1));
+        assert_eq!(count(&feed, "a"), 1);
+    }
+}
