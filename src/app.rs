@@ -13,6 +13,9 @@
 //! its record being queued for the log there is a short gap; the `submitting` gate lets a
 //! state flush wait out that gap, so the log holds every event the state includes before the
 //! state is written (see [`crate::state`]).
+//!
+//! The analytics (keys, stats) are not on this path: the log writer hands each written group
+//! to the insights thread (see [`crate::insights`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +30,7 @@ use weir_rules::{Decision, RuleSet};
 use weir_storage::{GroupCommit, LogRecord, Receipt, Storage, StorageError};
 
 use crate::config::ServeConfig;
-pub use crate::insights::Insights;
+use crate::insights::InsightsFeed;
 use crate::store::Store;
 
 /// Everything a request handler needs.
@@ -54,8 +57,8 @@ pub struct App {
     schemas: RwLock<HashMap<String, Arc<Schema>>>,
     /// Backfills in progress, by query name.
     backfills: crate::backfills::Backfills,
-    /// Field keys and 48 h stats of every accepted event (seeds 001, 003).
-    insights: Mutex<Insights>,
+    /// Field keys and 48 h stats of every accepted event (seeds 001, 003), fed by the log.
+    insights: InsightsFeed,
     /// Stored definitions that could not be restored on start, by (kind, name): the reason.
     /// They stay in the catalogue (listed with status `error`) until replaced or dropped.
     catalog_errors: CatalogErrors,
@@ -134,8 +137,8 @@ impl App {
         &self.backfills
     }
 
-    /// Field keys and stats of every accepted event.
-    pub fn insights(&self) -> &Mutex<Insights> {
+    /// Field keys and stats of every written event.
+    pub fn insights(&self) -> &InsightsFeed {
         &self.insights
     }
 
@@ -179,7 +182,10 @@ impl App {
         last_seq: u64,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let insights = Mutex::new(Insights::new(&cfg));
+        let insights = InsightsFeed::start(crate::insights::empty(&cfg), last_seq);
+        if !log.on_written(insights.hook()) {
+            tracing::warn!("the log writer feeds other analytics already; these stay empty");
+        }
         Self {
             cfg,
             engine,
@@ -338,9 +344,6 @@ impl App {
         self.log.health().check()?;
         let _gate = self.submitting.read();
         let ids = self.engine.apply_batch(&events, |_| self.next_id());
-        let mut insights = self.insights.lock();
-        events.iter().for_each(|e| insights.observe(e));
-        drop(insights);
         metrics::counter!("weir_events_accepted_total").increment(events.len() as u64);
         let records = events
             .into_iter()
@@ -372,7 +375,6 @@ impl App {
         // After the decision, outside the engine's locks.
         self.decision_series.record(&decision, self.clock.now_ms());
         if decision.allowed {
-            self.insights.lock().observe(&event);
             metrics::counter!("weir_events_accepted_total").increment(1);
             metrics::counter!("weir_decisions_total", "decision" => "allow").increment(1);
         } else {
@@ -400,15 +402,6 @@ impl App {
         decision
     }
 
-    /// A copy of the insights and the highest event id they include (taken while no event
-    /// is between getting its id and being counted: a copy, not a serialisation, is all that
-    /// waits).
-    pub fn insights_snapshot(&self) -> (u64, Insights) {
-        let _gate = self.submitting.write();
-        let insights = self.insights.lock().clone();
-        (self.last_seq(), insights)
-    }
-
     /// Wait until every event that already has an id is queued for the log, then until the
     /// log has made all of them durable.
     pub fn flush_blocking(&self) -> anyhow::Result<()> {
@@ -431,10 +424,7 @@ impl crate::state::StateHost for Cx<'_> {
     fn wait_durable(&self) -> anyhow::Result<()> {
         self.flush_blocking()
     }
-    fn insights_snapshot(&self) -> (u64, Insights) {
-        App::insights_snapshot(self.app)
-    }
-    fn insights(&self) -> &Mutex<Insights> {
+    fn insights(&self) -> &InsightsFeed {
         &self.insights
     }
 }

@@ -29,16 +29,20 @@ fn restore_state(app: &Cx<'_>, definitions: &[Statement]) -> anyhow::Result<u64>
         rebuild(app, definitions, name, restored.from + 1)?;
     }
     let mut replayed = 0;
+    // The analytics count an event of type T only if the stored rows of T do not include
+    // it already (per type: a flush that did not finish may have written some types).
+    let mut insights = app.insights().replay();
     for record in app.store().scan_seq(restored.from)? {
         let record = record?;
         if !record.denied {
             app.engine().replay(&record.event, record.seq);
-            if record.seq > restored.insights_seq {
-                app.insights().lock().observe(&record.event);
+            if !restored.insights.includes(&record.event.kind, record.seq) {
+                insights.push(record);
             }
             replayed += 1;
         }
     }
+    insights.finish();
     app.engine().end_replay();
     Ok(replayed)
 }

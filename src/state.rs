@@ -9,8 +9,12 @@
 //! mark; the old scope is dropped then. Until then a restart restores the previous version
 //! or, if the shape changed, rebuilds the query from the log.
 //!
-//! The analytics keys and stats are small and bounded (per type and field, 48 h of buckets):
-//! they are flushed as one document with the event id they include.
+//! The analytics keys and stats are persisted the same way, one key per event type in the
+//! scope `insights` (see [`weir_analytics::insights`]): a flush asks the insights thread for
+//! the types that changed since the last one and writes only theirs, each with the event id
+//! it includes, then the header. A restore loads the rows and says, per type, which events
+//! of the log they include already. The one JSON document older versions wrote
+//! (`state/insights`) is read once, written as rows, and deleted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,10 +27,11 @@ use weir_engine::persist::MARK_KEY;
 use weir_engine::QueryRt;
 use weir_storage::{StateKeyWrite, Storage};
 
-use parking_lot::Mutex as PlMutex;
+use weir_analytics::insights::{KeyWrite, Loaded, PARTS};
+use weir_analytics::{KeyIndex, StatsSeries};
 use weir_engine::Engine;
 
-use crate::insights::Insights;
+use crate::insights::{Insights, InsightsFeed};
 
 /// What persisting the query state needs from the server.
 pub trait StateHost {
@@ -39,15 +44,16 @@ pub trait StateHost {
     /// Wait until every event that has an id is durable in the log (state written after
     /// this never includes an event the log could lose).
     fn wait_durable(&self) -> anyhow::Result<()>;
-    /// A copy of the insights and the highest event id they include.
-    fn insights_snapshot(&self) -> (u64, Insights);
-    /// The live insights.
-    fn insights(&self) -> &PlMutex<Insights>;
+    /// The insights and the thread that feeds them.
+    fn insights(&self) -> &InsightsFeed;
 }
 
 const META_QUERY: &str = "state/q/";
 const META_GEN: &str = "state/generation";
+/// Where older versions kept the analytics, as one document (read once, then deleted).
 const META_INSIGHTS: &str = "state/insights";
+/// The scope of the analytics rows.
+const INSIGHTS_SCOPE: &str = "insights";
 
 /// Which stored scope holds a query's complete state, and what it was built for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,16 +63,17 @@ struct QueryState {
     shards: usize,
 }
 
-#[derive(Serialize)]
-struct InsightsRef<'a> {
-    seq: u64,
-    insights: &'a Insights,
-}
-
+/// The document older versions wrote.
 #[derive(Deserialize)]
 struct InsightsDoc {
     seq: u64,
-    insights: Insights,
+    insights: LegacyInsights,
+}
+
+#[derive(Deserialize)]
+struct LegacyInsights {
+    keys: KeyIndex,
+    stats: StatsSeries,
 }
 
 /// A query version being persisted.
@@ -85,6 +92,10 @@ pub struct Flushed {
     pub keys: u64,
     /// Rows written.
     pub rows: u64,
+    /// Analytics types written.
+    pub insights_types: u64,
+    /// Analytics rows written.
+    pub insights_rows: u64,
 }
 
 /// What a restore found.
@@ -92,8 +103,8 @@ pub struct Flushed {
 pub struct Restored {
     /// Replay the log after this event id.
     pub from: u64,
-    /// Events up to this id are in the restored analytics already.
-    pub insights_seq: u64,
+    /// Which events of the log the restored analytics include already.
+    pub insights: Loaded,
     /// Queries whose state was not restored (new, changed, or incomplete), to rebuild.
     pub missing: Vec<String>,
     /// Keys loaded.
@@ -138,7 +149,14 @@ impl StatePersist {
             .record(started.elapsed().as_secs_f64());
         if let Ok(f) = &result {
             metrics::counter!("weir_state_rows_written_total").increment(f.rows);
-            tracing::debug!(keys = f.keys, rows = f.rows, "state flushed");
+            metrics::counter!("weir_insights_types_written_total").increment(f.insights_types);
+            metrics::counter!("weir_insights_rows_written_total").increment(f.insights_rows);
+            tracing::debug!(
+                keys = f.keys,
+                rows = f.rows,
+                insights_types = f.insights_types,
+                "state flushed"
+            );
         }
         result
     }
@@ -146,7 +164,6 @@ impl StatePersist {
     fn flush_inner(&self, app: &dyn StateHost) -> anyhow::Result<Flushed> {
         let mut versions = self.versions.lock();
         let store = app.store();
-        let (insights_seq, insights) = app.insights_snapshot();
         let queries = app.engine().persisted_queries();
         let mut flushed = Flushed::default();
         for q in &queries {
@@ -197,11 +214,20 @@ impl StatePersist {
             versions.remove(&id);
         }
         app.wait_durable()?;
-        let doc = InsightsRef {
-            seq: insights_seq,
-            insights: &insights,
-        };
-        store.meta_put(META_INSIGHTS, &serde_json::to_vec(&doc)?)?;
+        // The insights hold only events the log has written (they are fed by the log
+        // writer), so they need no wait of their own.
+        if let Some(snap) = app.insights().snapshot()? {
+            match write_insights(store, &snap) {
+                Ok((types, rows)) => {
+                    flushed.insights_types = types;
+                    flushed.insights_rows = rows;
+                }
+                Err(e) => {
+                    app.insights().requeue(snap);
+                    return Err(e);
+                }
+            }
+        }
         store.sync()?;
         Ok(flushed)
     }
@@ -211,23 +237,18 @@ impl StatePersist {
     pub fn restore(&self, app: &dyn StateHost) -> anyhow::Result<Restored> {
         let store = app.store();
         let mut out = Restored::default();
-        let mut from = 0;
-        if let Some(bytes) = store.meta_get(META_INSIGHTS)? {
-            let doc: InsightsDoc =
-                serde_json::from_slice(&bytes).context("reading the stored analytics")?;
-            let mut insights = app.insights().lock();
-            if doc.insights.stats.config().granularity_ms == insights.stats.config().granularity_ms
-            {
-                *insights = doc.insights;
-            } else {
-                tracing::warn!(
-                    "stats_granularity changed since the last flush: stats restart from the log tail"
-                );
-                insights.keys = doc.insights.keys;
-            }
-            out.insights_seq = doc.seq;
-            from = doc.seq;
+        let mut insights = app.insights().empty();
+        out.insights = match store.meta_get(META_INSIGHTS)? {
+            Some(bytes) => migrate_insights(store, &bytes, &mut insights)?,
+            None => load_insights(store, &mut insights)?,
+        };
+        if out.insights.stats_reset {
+            tracing::warn!(
+                "stats_granularity changed since the last flush: stats restart from the log tail"
+            );
         }
+        app.insights().load(insights);
+        let mut from = out.insights.seq;
         let mut versions = self.versions.lock();
         for q in app.engine().persisted_queries() {
             let state = read_state(store, &q.name)?
@@ -261,6 +282,94 @@ impl StatePersist {
         metrics::gauge!("weir_state_keys_restored").set(out.keys as f64);
         Ok(out)
     }
+}
+
+/// Write a snapshot of the insights: each changed type's key in its part, then the header.
+/// Returns the types and rows written.
+fn write_insights(
+    store: &dyn Storage,
+    snap: &crate::insights::Snapshot,
+) -> anyhow::Result<(u64, u64)> {
+    if snap.is_empty() {
+        return Ok((0, 0));
+    }
+    let (types, header) = snap.writes();
+    let rows = types.iter().map(|k| k.rows.len() as u64).sum::<u64>() + 1;
+    let mut by_part: HashMap<u32, Vec<StateKeyWrite>> = HashMap::new();
+    for k in types {
+        by_part.entry(k.part).or_default().push(state_write(k));
+    }
+    for (part, keys) in by_part {
+        store.state_write(INSIGHTS_SCOPE, part, &keys)?;
+    }
+    store.sync()?;
+    store.state_write(INSIGHTS_SCOPE, header.part, &[state_write(header)])?;
+    Ok((snap.types() as u64, rows))
+}
+
+fn state_write(k: KeyWrite) -> StateKeyWrite {
+    StateKeyWrite {
+        key: k.key,
+        delete_all: k.delete_all,
+        delete_through: k.delete_through,
+        rows: k.rows,
+    }
+}
+
+/// Load the analytics rows of every part into `insights`.
+fn load_insights(store: &dyn Storage, insights: &mut Insights) -> anyhow::Result<Loaded> {
+    let mut rows = Vec::new();
+    for part in 0..PARTS {
+        for row in store.state_read(INSIGHTS_SCOPE, part)? {
+            rows.push(row?);
+        }
+    }
+    let loaded = insights
+        .load(rows)
+        .context("reading the stored analytics")?;
+    tracing::debug!(
+        types = loaded.types,
+        rows = loaded.rows,
+        seq = loaded.seq,
+        "analytics loaded"
+    );
+    Ok(loaded)
+}
+
+/// Read the document older versions wrote into `insights` (as they did: stats written with
+/// another granularity are not kept), write it as rows, and delete it.
+fn migrate_insights(
+    store: &dyn Storage,
+    bytes: &[u8],
+    insights: &mut Insights,
+) -> anyhow::Result<Loaded> {
+    let doc: InsightsDoc = serde_json::from_slice(bytes).context("reading the stored analytics")?;
+    let mut loaded = Loaded {
+        seq: doc.seq,
+        ..Loaded::default()
+    };
+    let granularity = insights.stats.config().granularity_ms;
+    let stats = if doc.insights.stats.config().granularity_ms == granularity {
+        doc.insights.stats
+    } else {
+        loaded.stats_reset = true;
+        insights.stats.clone()
+    };
+    *insights = Insights::new(doc.insights.keys, stats);
+    insights.mark_all();
+    let snap = insights.snapshot(doc.seq);
+    // Rows written by a later version before this document was: the document is newer.
+    store.state_drop(INSIGHTS_SCOPE, PARTS)?;
+    let (types, rows) = write_insights(store, &snap)?;
+    store.sync()?;
+    store.meta_prune(META_INSIGHTS, &|_| true)?;
+    loaded.types = types;
+    tracing::info!(
+        types,
+        rows,
+        "analytics moved from one document to rows per type"
+    );
+    Ok(loaded)
 }
 
 /// The next scope generation (stored, so scopes are never reused).
@@ -362,4 +471,47 @@ fn restore_query(store: &dyn Storage, q: &QueryRt, scope: &str) -> anyhow::Resul
         pos = pos.min(p);
     }
     Ok((keys, pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use weir_core::Event;
+    use weir_storage::EmbeddedStore;
+
+    fn fresh() -> Insights {
+        crate::insights::empty(&crate::config::ServeConfig::default())
+    }
+
+    #[test]
+    fn the_old_document_is_read_once_as_rows_then_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), &Default::default()).unwrap();
+        let mut old = fresh();
+        for i in 0..200i64 {
+            let fields = json!({"user": format!("u{}", i % 9), "n": i % 4});
+            let serde_json::Value::Object(m) = fields else {
+                unreachable!()
+            };
+            old.observe(&Event::new(["a", "b", "c"][i as usize % 3], i * 30_000, m));
+        }
+        let doc = json!({"seq": 200, "insights": {"keys": &old.keys, "stats": &old.stats}});
+        store
+            .meta_put(META_INSIGHTS, &serde_json::to_vec(&doc).unwrap())
+            .unwrap();
+
+        let mut migrated = fresh();
+        let bytes = store.meta_get(META_INSIGHTS).unwrap().unwrap();
+        let loaded = migrate_insights(&store, &bytes, &mut migrated).unwrap();
+        assert_eq!((loaded.seq, loaded.types), (200, 3));
+        assert!(store.meta_get(META_INSIGHTS).unwrap().is_none(), "deleted");
+
+        let mut back = fresh();
+        let loaded = load_insights(&store, &mut back).unwrap();
+        assert_eq!((loaded.seq, loaded.types), (200, 3));
+        assert!(loaded.includes("a", 200) && !loaded.includes("a", 201));
+        assert_eq!(back.keys.keys(None), old.keys.keys(None));
+        assert_eq!(back.stats.stats(None, 0), old.stats.stats(None, 0));
+    }
 }

@@ -211,3 +211,95 @@ async fn events_listing_paging_sessions_query_stats_keys() {
         ])
     );
 }
+
+/// N concurrent writers adding events of M types (batches and single decisions, some
+/// denied): the stats and keys count every allowed event exactly once, and each writer sees
+/// its own acknowledged events at once.
+#[tokio::test]
+async fn concurrent_writers_give_exact_counts() {
+    const WRITERS: usize = 8;
+    const TYPES: usize = 5;
+    const ROUNDS: usize = 12;
+    const BATCH: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(Server::start(dir.path()).await);
+    // Per user of type "gated", the first 3 events are allowed and the rest denied.
+    let (st, body) = s
+        .statements(
+            "CREATE RULE cap AS SELECT count(*) AS n FROM gated \
+             GROUP BY user, timeseries(time, 1s, 1h) DENY WHEN n > 3",
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let base = (now_ms() - 3_600_000) / 60_000 * 60_000;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut denied = 0u64;
+                for r in 0..ROUNDS {
+                    let events: Vec<Value> = (0..BATCH)
+                        .map(|i| {
+                            let n = (w * ROUNDS + r) * BATCH + i;
+                            json!({"type": format!("t{}", n % TYPES), "ts": base + n as i64 * 100,
+                                   "w": w, "v": n % 4})
+                        })
+                        .collect();
+                    let (st, body) = s
+                        .post("/api/events?wait=durable", &json!({ "events": events }))
+                        .await;
+                    assert_eq!(st, 200, "{body}");
+                    // Read-your-writes: every event this writer was acknowledged is counted
+                    // (only it writes `w` = its number).
+                    let (_, k) = s.get("/api/keys?prefix=w").await;
+                    let me = w.to_string();
+                    let mine = k["keys"][0]["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|v| v["value"] == me.as_str())
+                        .map_or(0, |v| v["count"].as_u64().unwrap());
+                    assert_eq!(mine, ((r + 1) * BATCH) as u64, "{k}");
+                    let e = json!({"type": "gated", "user": format!("u{w}-{}", r % 2)});
+                    let (st, d) = s.post("/api/add_and_check", &e).await;
+                    assert_eq!(st, 200, "{d}");
+                    denied += u64::from(d["decision"] == "deny");
+                }
+                denied
+            })
+        })
+        .collect();
+    let mut denied = 0;
+    for t in tasks {
+        denied += t.await.unwrap();
+    }
+    let per_type = (WRITERS * ROUNDS * BATCH / TYPES) as u64;
+    let (_, st) = s.get("/api/stats").await;
+    for t in 0..TYPES {
+        assert_eq!(st["types"][format!("t{t}")]["total"], per_type, "{st}");
+        let (_, k) = s.get(&format!("/api/keys?type=t{t}")).await;
+        assert_eq!(k["count"], per_type, "{k}");
+        let v = k["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key"] == "v")
+            .expect("key v");
+        let sum: u64 = v["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(sum, per_type);
+    }
+    // 2 users per writer, 3 allowed each, of ROUNDS / 2 events per user.
+    let allowed = (WRITERS * 2 * 3) as u64;
+    assert_eq!(denied, (WRITERS * ROUNDS) as u64 - allowed);
+    assert_eq!(st["types"]["gated"]["total"], allowed, "{st}");
+    assert_eq!(
+        st["total"],
+        per_type * TYPES as u64 + allowed,
+        "denied events count nowhere"
+    );
+}

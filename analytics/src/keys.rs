@@ -57,9 +57,10 @@ struct FieldKeys {
     top: TopK,
 }
 
-/// The fields of one type.
+/// The fields of one type: what [`KeyIndex`] keeps per type, serializable on its own so a
+/// type can be persisted apart from the others (see [`crate::insights`]).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-struct TypeKeys {
+pub struct TypeKeys {
     count: u64,
     fields: HashMap<String, FieldKeys>,
 }
@@ -102,6 +103,26 @@ impl KeyIndex {
         for (k, v) in &ev.fields {
             walk(cfg, &mut tk.fields, &mut path, k, v, 1);
         }
+    }
+
+    /// The bounds this index keeps to.
+    pub fn config(&self) -> &KeyIndexConfig {
+        &self.config
+    }
+
+    /// The fields of one type, if it is kept.
+    pub fn type_keys(&self, ty: &str) -> Option<&TypeKeys> {
+        self.types.get(ty)
+    }
+
+    /// Put back the fields of one type (restoring persisted state); refused (`false`) when
+    /// the index already keeps `max_types` other types.
+    pub fn restore_type(&mut self, ty: &str, keys: TypeKeys) -> bool {
+        if !self.types.contains_key(ty) && self.types.len() >= self.config.max_types {
+            return false;
+        }
+        self.types.insert(ty.to_string(), keys);
+        true
     }
 
     /// Types seen, with their event counts, most frequent first.

@@ -13,6 +13,8 @@
 //! - [`topk`]: the bounded Space-Saving top-k counter [`keys`] keeps per field.
 //! - [`stats`]: event counts per type in time buckets over the last 48 h
 //!   (`GET /api/stats`) ([`StatsSeries`]).
+//! - [`insights`]: keys and stats together ([`Insights`]), with which types changed, and
+//!   their rows of persisted state (one key per type, written when the type changed).
 //! - [`events`]: the events API's JSON form of an event and grouping by session
 //!   (`GET /api/events?groupBy=session`).
 //! - [`value`]: how field values compare and print as text (shared by the above).
@@ -20,6 +22,7 @@
 
 pub mod error;
 pub mod events;
+pub mod insights;
 pub mod keys;
 pub mod query;
 pub mod stats;
@@ -28,6 +31,7 @@ pub mod value;
 
 pub use error::{AnalyticsError, Result};
 pub use events::{event_json, group_by_session, StoredEvent};
+pub use insights::{Insights, Loaded, Snapshot};
 pub use keys::{KeyIndex, KeyIndexConfig};
 pub use query::{query_schema, JsonQuery};
 pub use stats::{StatsConfig, StatsSeries};

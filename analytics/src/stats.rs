@@ -115,32 +115,99 @@ impl StatsSeries {
         self.observe_at(&ev.kind, ev.ts);
     }
 
-    /// Count one event of type `kind` at `ts`.
-    pub fn observe_at(&mut self, kind: &str, ts: Millis) {
+    /// Count one event of type `kind` at `ts`. Returns the index (`ts / granularity`) of the
+    /// bucket it was counted in, or `None` when it was dropped.
+    pub fn observe_at(&mut self, kind: &str, ts: Millis) -> Option<i64> {
         let g = self.config.granularity_ms;
         let wm = self.watermark.map_or(ts, |w| w.max(ts));
         self.watermark = Some(wm);
         let idx = ts.div_euclid(g);
         if idx <= wm.div_euclid(g) - self.buckets {
             self.dropped += 1;
-            return;
+            return None;
         }
         if !self.types.contains_key(kind) {
             if self.types.len() >= self.config.max_types {
                 self.dropped += 1;
-                return;
+                return None;
             }
-            let slots = vec![(i64::MIN, 0); self.buckets as usize];
-            self.types.insert(kind.to_string(), Ring { slots });
+            self.insert_ring(kind);
         }
-        let Some(ring) = self.types.get_mut(kind) else {
-            return;
-        };
+        let ring = self.types.get_mut(kind)?;
         let slot = &mut ring.slots[idx.rem_euclid(self.buckets) as usize];
         if slot.0 != idx {
             *slot = (idx, 0);
         }
         slot.1 += 1;
+        Some(idx)
+    }
+
+    fn insert_ring(&mut self, kind: &str) {
+        let slots = vec![(i64::MIN, 0); self.buckets as usize];
+        self.types.insert(kind.to_string(), Ring { slots });
+    }
+
+    /// The types with a ring, in no particular order.
+    pub fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.types.keys().map(String::as_str)
+    }
+
+    /// Whether `kind` has a ring (it had an event counted, or was restored).
+    pub fn has_type(&self, kind: &str) -> bool {
+        self.types.contains_key(kind)
+    }
+
+    /// The count of bucket `idx` of `kind`, if its slot still holds that bucket.
+    pub fn bucket(&self, kind: &str, idx: i64) -> Option<u64> {
+        let ring = self.types.get(kind)?;
+        let slot = ring.slots[idx.rem_euclid(self.buckets) as usize];
+        (slot.0 == idx && slot.1 > 0).then_some(slot.1)
+    }
+
+    /// The non-empty buckets of `kind` as (bucket index, count), in slot order.
+    pub fn buckets_of(&self, kind: &str) -> Vec<(i64, u64)> {
+        self.types.get(kind).map_or_else(Vec::new, |r| {
+            r.slots.iter().filter(|(_, c)| *c > 0).copied().collect()
+        })
+    }
+
+    /// The highest bucket index that is out of the window (`None` before any event): rows of
+    /// buckets up to it can be forgotten.
+    pub fn expired_through(&self) -> Option<i64> {
+        let g = self.config.granularity_ms;
+        self.watermark.map(|w| w.div_euclid(g) - self.buckets)
+    }
+
+    /// Put back one type's ring, empty (restoring persisted state); refused (`false`) when
+    /// `max_types` other types are kept.
+    pub fn restore_type(&mut self, kind: &str) -> bool {
+        if self.types.contains_key(kind) {
+            return true;
+        }
+        if self.types.len() >= self.config.max_types {
+            return false;
+        }
+        self.insert_ring(kind);
+        true
+    }
+
+    /// Put back one bucket of a restored type. When two restored buckets share a slot the
+    /// newer one is kept (the older one had left the window).
+    pub fn restore_bucket(&mut self, kind: &str, idx: i64, count: u64) {
+        let buckets = self.buckets;
+        if let Some(ring) = self.types.get_mut(kind) {
+            let slot = &mut ring.slots[idx.rem_euclid(buckets) as usize];
+            if slot.1 == 0 || slot.0 < idx {
+                *slot = (idx, count);
+            }
+        }
+    }
+
+    /// Put back the latest event time seen (the larger of it and the current one) and the
+    /// count of dropped events.
+    pub fn restore_totals(&mut self, watermark: Option<Millis>, dropped: u64) {
+        self.watermark = self.watermark.max(watermark);
+        self.dropped = dropped;
     }
 
     /// The answer of `GET /api/stats[/:type]`:

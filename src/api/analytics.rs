@@ -2,6 +2,10 @@
 //! `GET /api/events`, `POST /api/events/query`, `POST /api/query`, `GET /api/query/schema`,
 //! `GET /api/stats[/{type}]`, `GET /api/keys[?type=…]`.
 //!
+//! The stats and keys are read after waiting (bounded) for the analytics to include every
+//! event the log has written, so an acknowledged add is always in them (see
+//! [`crate::insights`]).
+//!
 //! The answer types serialize their fields in alphabetical order, as the JSON maps these
 //! answers were first built with did. The shapes built by `weir-analytics` (stored events,
 //! sessions, stats, keys) are described here for the OpenAPI document.
@@ -514,9 +518,10 @@ pub async fn json_query_schema() -> Json<Value> {
     responses((status = 200, description = "counts per type in time buckets", body = Stats))
 )]
 pub async fn stats(State(app): State<Arc<App>>) -> Json<Value> {
+    app.insights().caught_up().await;
     Json(
         app.insights()
-            .lock()
+            .read()
             .stats
             .stats(None, app.clock().now_ms()),
     )
@@ -531,9 +536,10 @@ pub async fn stats(State(app): State<Arc<App>>) -> Json<Value> {
     responses((status = 200, description = "the type's counts in time buckets (listed even without events)", body = Stats))
 )]
 pub async fn stats_type(State(app): State<Arc<App>>, Path(ty): Path<String>) -> Json<Value> {
+    app.insights().caught_up().await;
     Json(
         app.insights()
-            .lock()
+            .read()
             .stats
             .stats(Some(&ty), app.clock().now_ms()),
     )
@@ -554,7 +560,8 @@ pub async fn keys(
     State(app): State<Arc<App>>,
     Query(p): Query<HashMap<String, String>>,
 ) -> Json<Value> {
-    let insights = app.insights().lock();
+    app.insights().caught_up().await;
+    let insights = app.insights().read();
     Json(match p.get("prefix") {
         Some(prefix) => insights
             .keys

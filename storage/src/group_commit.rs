@@ -16,13 +16,18 @@
 //! failure that retrying cannot fix fails its group and stops the writer for good: every
 //! later group fails too, so nothing more is acknowledged (and no checkpoint is written)
 //! over an engine state the log does not hold. A restart rebuilds the state from the log.
+//!
+//! **After the write.** A hook set with [`GroupCommit::on_written`] is handed each written
+//! group's records (moved: the log no longer needs them) on the writer thread, after the
+//! write succeeded and before the group's receipts complete, so whatever it feeds has seen
+//! every acknowledged record. The server feeds its analytics from it, off the event path.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -106,11 +111,17 @@ pub struct GroupCommitStats {
     pub retries: u64,
 }
 
+/// Called on the writer thread with each group's records (in seq order within each batch,
+/// batches in submission order), after the group was written and before its receipts
+/// complete. It should be quick (hand the records over a channel): the next group waits.
+pub type WrittenHook = Box<dyn Fn(Vec<LogRecord>) + Send + Sync>;
+
 /// The log writer: a thread that appends queued batches in groups, one fsync per group.
 pub struct GroupCommit {
     tx: Option<mpsc::Sender<Pending>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    hook: Arc<OnceLock<WrittenHook>>,
 }
 
 impl GroupCommit {
@@ -120,16 +131,24 @@ impl GroupCommit {
     pub fn start(storage: Arc<dyn Storage>, durable: bool) -> Self {
         let (tx, rx) = mpsc::channel::<Pending>();
         let counters = Arc::new(Counters::default());
-        let c = counters.clone();
+        let hook: Arc<OnceLock<WrittenHook>> = Arc::default();
+        let (c, h) = (counters.clone(), hook.clone());
         let thread = std::thread::Builder::new()
             .name("weir-log-writer".into())
-            .spawn(move || writer_loop(&*storage, durable, &rx, &c))
+            .spawn(move || writer_loop(&*storage, durable, &rx, &c, &h))
             .expect("spawn the log writer thread");
         Self {
             tx: Some(tx),
             thread: Some(thread),
             counters,
+            hook,
         }
+    }
+
+    /// Hand every group written from now on to `hook` (see [`WrittenHook`]). One hook per
+    /// writer: `false` (and `hook` dropped) when one is set already.
+    pub fn on_written(&self, hook: WrittenHook) -> bool {
+        self.hook.set(hook).is_ok()
     }
 
     /// Queue `records` and the `meta` positions they cover; they are written in one atomic
@@ -199,7 +218,13 @@ impl Drop for GroupCommit {
     }
 }
 
-fn writer_loop(storage: &dyn Storage, durable: bool, rx: &mpsc::Receiver<Pending>, c: &Counters) {
+fn writer_loop(
+    storage: &dyn Storage,
+    durable: bool,
+    rx: &mpsc::Receiver<Pending>,
+    c: &Counters,
+    hook: &OnceLock<WrittenHook>,
+) {
     // Blocks for the first batch of each group; ends when every sender is gone and the
     // queue is empty.
     while let Ok(first) = rx.recv() {
@@ -214,13 +239,21 @@ fn writer_loop(storage: &dyn Storage, durable: bool, rx: &mpsc::Receiver<Pending
                 Err(_) => break,
             }
         }
+        let (records, meta) = take_records(&mut group);
         let failed = c.failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let result = match failed {
             Some(why) => Health::Failed(why).check(),
-            None => write_group(storage, durable, &mut group, c),
+            None => write_group(storage, durable, &records, &meta, c),
         };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, batches = group.len(), "writing a log group failed");
+        match &result {
+            Err(e) => {
+                tracing::error!(error = %e, batches = group.len(), "writing a log group failed")
+            }
+            Ok(()) => {
+                if let Some(hook) = hook.get().filter(|_| !records.is_empty()) {
+                    hook(records);
+                }
+            }
         }
         c.submissions
             .fetch_add(group.len() as u64, Ordering::Relaxed);
@@ -236,16 +269,10 @@ fn writer_loop(storage: &dyn Storage, durable: bool, rx: &mpsc::Receiver<Pending
 fn write_group(
     storage: &dyn Storage,
     durable: bool,
-    group: &mut [Pending],
+    records: &[LogRecord],
+    meta: &[(String, Vec<u8>)],
     c: &Counters,
 ) -> Result<()> {
-    let merged;
-    let (records, meta): (&[LogRecord], &[(String, Vec<u8>)]) = if let [one] = group {
-        (&one.records, &one.meta)
-    } else {
-        merged = merge(group);
-        (&merged.0, &merged.1)
-    };
     let mut wait = Duration::from_millis(10);
     loop {
         match write_once(storage, durable, records, meta, c) {
@@ -271,6 +298,18 @@ fn write_group(
                 return Err(e);
             }
         }
+    }
+}
+
+/// The records and meta of a group's batches, moved out of them.
+fn take_records(group: &mut [Pending]) -> (Vec<LogRecord>, Vec<(String, Vec<u8>)>) {
+    if let [one] = group {
+        (
+            std::mem::take(&mut one.records),
+            std::mem::take(&mut one.meta),
+        )
+    } else {
+        merge(group)
     }
 }
 
@@ -342,5 +381,47 @@ impl Future for Receipt {
         Pin::new(&mut self.rx)
             .poll(cx)
             .map(|r| r.unwrap_or(Err(StorageError::Closed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::EmbeddedStore;
+
+    fn record(seq: u64) -> LogRecord {
+        LogRecord {
+            seq,
+            event: weir_core::Event::new("t", 0, serde_json::Map::new()),
+            denied: false,
+        }
+    }
+
+    #[test]
+    fn the_hook_has_each_group_before_its_receipt_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Storage> =
+            Arc::new(EmbeddedStore::open(dir.path(), &Default::default()).unwrap());
+        let gc = GroupCommit::start(store, true);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        assert!(gc.on_written(Box::new(move |records: Vec<LogRecord>| {
+            s.lock().unwrap().extend(records.iter().map(|r| r.seq));
+        })));
+        assert!(!gc.on_written(Box::new(|_| {})), "one hook per writer");
+        let receipts: Vec<(u64, Receipt)> = (1..=200)
+            .map(|seq| (seq, gc.submit(vec![record(seq)], Vec::new())))
+            .collect();
+        for (seq, r) in receipts {
+            r.wait_blocking().unwrap();
+            assert!(
+                seen.lock().unwrap().contains(&seq),
+                "{seq} acknowledged unseen"
+            );
+        }
+        gc.submit(Vec::new(), Vec::new()).wait_blocking().unwrap();
+        assert_eq!(*seen.lock().unwrap(), (1..=200).collect::<Vec<u64>>());
     }
 }
