@@ -62,7 +62,8 @@
 //! # Limits
 //! - One append's meta positions go in one batch with the commit marker, and a CQL batch
 //!   holds at most 65 535 statements: an append with more meta entries fails (not
-//!   transiently).
+//!   transiently). The group-commit writer merges at most 16 384 meta values into one group,
+//!   so only a single batch of more than 65 534 positions could reach this.
 //! - Every pruned meta key leaves a tombstone in the one `meta` partition until
 //!   `gc_grace_seconds` (3 h) pass; a prune scans those of its prefix, so pruning far
 //!   more than Cassandra's `tombstone_failure_threshold` (100 000) keys within 3 h makes the

@@ -39,6 +39,11 @@ use crate::{LogRecord, Result, Storage, StorageError};
 /// Most records written as one group; bigger queues are split across groups.
 const MAX_GROUP_RECORDS: usize = 64 * 1024;
 
+/// Most meta values (input positions, dedupe markers) merged into one group: the Cassandra
+/// backend writes them in one batch with its commit marker, and a CQL batch holds at most
+/// 65 535 statements.
+const MAX_GROUP_META: usize = 16 * 1024;
+
 struct Pending {
     records: Vec<LogRecord>,
     meta: Vec<(String, Vec<u8>)>,
@@ -230,10 +235,12 @@ fn writer_loop(
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         let mut n = group[0].records.len();
-        while n < MAX_GROUP_RECORDS {
+        let mut m = group[0].meta.len();
+        while n < MAX_GROUP_RECORDS && m < MAX_GROUP_META {
             match rx.try_recv() {
                 Ok(p) => {
                     n += p.records.len();
+                    m += p.meta.len();
                     group.push(p);
                 }
                 Err(_) => break,
