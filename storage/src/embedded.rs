@@ -64,6 +64,9 @@ impl Default for EmbeddedConfig {
     }
 }
 
+/// Largest total size of fjall's memtables before writes wait for flushes.
+const WRITE_BUFFER_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// The default backend: a fjall keyspace in a directory.
 pub struct EmbeddedStore {
     keyspace: Keyspace,
@@ -99,6 +102,11 @@ impl EmbeddedStore {
     pub fn open(dir: &Path, cfg: &EmbeddedConfig) -> Result<Self> {
         let keyspace = Config::new(dir)
             .cache_size(cfg.cache_mib.saturating_mul(1024 * 1024))
+            // fjall halts every write while its memtables together exceed this, until the
+            // flusher catches up. At the default 64 MiB a million keys of state rows plus the
+            // log's own memtables after a restart halted the log writer for good (seen in
+            // scripts/bench-restart.sh); memtables still rotate at their own size.
+            .max_write_buffer_size(WRITE_BUFFER_BYTES)
             .open()
             .map_err(be)?;
         check_format(&keyspace, dir)?;
