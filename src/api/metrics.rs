@@ -83,6 +83,26 @@ fn describe() {
     );
     describe_counter!("weir_events_accepted_total", "Events accepted, all inputs");
     describe_counter!(
+        "weir_insights_types_written_total",
+        "Event types whose analytics (keys, stats) a state flush wrote"
+    );
+    describe_counter!(
+        "weir_insights_rows_written_total",
+        "Rows of analytics state written by flushes (only types that changed)"
+    );
+    describe_counter!(
+        "weir_insights_read_timeouts_total",
+        "Analytics reads answered before the analytics caught up with the log (after the wait limit)"
+    );
+    describe_counter!(
+        "weir_insights_gaps_skipped_total",
+        "Event ids the analytics stopped waiting for (never written)"
+    );
+    describe_gauge!(
+        "weir_insights_lag_events",
+        "Events written to the log and not yet counted in the analytics"
+    );
+    describe_counter!(
         "weir_requests_unavailable_total",
         "Calls answered 503 because the store was unavailable (nothing of them applied)"
     );

@@ -563,19 +563,7 @@ impl Storage for CassandraStore {
     }
 
     fn scan_range(&self, q: &RangeQuery) -> Result<EventIter<'_>> {
-        events::merged(
-            self,
-            &EventQuery {
-                account: q.account.clone(),
-                project: q.project.clone(),
-                types: q.types.clone(),
-                session: None,
-                from_ts: Some(q.from_ts),
-                to_ts: Some(q.to_ts),
-                offset: 0,
-                limit: 0,
-            },
-        )
+        events::merged(self, &EventQuery::from(q))
     }
 
     fn newest_event_ts(

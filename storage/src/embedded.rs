@@ -448,16 +448,7 @@ impl Storage for EmbeddedStore {
 
     fn scan_range(&self, q: &RangeQuery) -> Result<EventIter<'_>> {
         let instant = self.keyspace.instant();
-        let as_query = EventQuery {
-            account: q.account.clone(),
-            project: q.project.clone(),
-            types: q.types.clone(),
-            session: None,
-            from_ts: Some(q.from_ts),
-            to_ts: Some(q.to_ts),
-            offset: 0,
-            limit: 0,
-        };
+        let as_query = EventQuery::from(q);
         let entries = self.index_stream(&as_query, instant)?;
         Ok(Box::new(entries.map(|item| {
             let (_, seq, value) = item?;

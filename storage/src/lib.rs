@@ -153,6 +153,22 @@ pub struct RangeQuery {
     pub to_ts: Millis,
 }
 
+impl From<&RangeQuery> for EventQuery {
+    /// The same events as a query without paging.
+    fn from(q: &RangeQuery) -> Self {
+        EventQuery {
+            account: q.account.clone(),
+            project: q.project.clone(),
+            types: q.types.clone(),
+            session: None,
+            from_ts: Some(q.from_ts),
+            to_ts: Some(q.to_ts),
+            offset: 0,
+            limit: 0,
+        }
+    }
+}
+
 /// What one [`Storage::meta_prune`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MetaPrune {
