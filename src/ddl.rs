@@ -33,6 +33,10 @@ pub enum DdlError {
     /// No such query or rule.
     #[error("{0}")]
     NotFound(String),
+    /// The store is unavailable for now (a node down, a write being retried); nothing of
+    /// the statement was applied to the catalogue, and retrying later may succeed.
+    #[error("{0}")]
+    Unavailable(String),
     /// The store or another part of the server failed.
     #[error("{0}")]
     Internal(String),
@@ -42,8 +46,13 @@ pub enum DdlError {
 pub type DdlResult<T> = Result<T, DdlError>;
 
 impl DdlError {
-    /// A server-side failure (logged).
-    pub fn internal(e: impl std::fmt::Display) -> Self {
+    /// A server-side failure (logged), or [`DdlError::Unavailable`] when it is a storage
+    /// error that retrying may cure (also inside an `anyhow::Error`).
+    pub fn internal(e: impl std::fmt::Display + 'static) -> Self {
+        if storage_unavailable(&e) {
+            tracing::warn!(error = %e, "statement refused: storage unavailable");
+            return DdlError::Unavailable(e.to_string());
+        }
         tracing::error!(error = %e, "statement failed");
         DdlError::Internal(e.to_string())
     }
@@ -79,5 +88,39 @@ impl From<weir_rules::RulesError> for DdlError {
             weir_rules::RulesError::Engine(e) => e.into(),
             other => DdlError::Invalid(other.to_string()),
         }
+    }
+}
+
+/// Whether `e` is (or wraps, in an `anyhow::Error`) a storage error that retrying may cure.
+pub fn storage_unavailable(e: &dyn std::any::Any) -> bool {
+    let storage = e.downcast_ref::<weir_storage::StorageError>().or_else(|| {
+        e.downcast_ref::<anyhow::Error>()
+            .and_then(|a| a.downcast_ref::<weir_storage::StorageError>())
+    });
+    storage.is_some_and(|s| s.is_transient())
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_storage::StorageError;
+
+    use super::*;
+
+    fn down() -> StorageError {
+        StorageError::Backend {
+            backend: "cassandra",
+            message: "timed out".into(),
+            transient: true,
+        }
+    }
+
+    #[test]
+    fn transient_storage_errors_are_unavailable_and_others_internal() {
+        assert!(matches!(DdlError::internal(down()), DdlError::Unavailable(_)));
+        let wrapped = anyhow::Error::from(down()).context("listing the catalogue");
+        assert!(matches!(DdlError::internal(wrapped), DdlError::Unavailable(_)));
+        let corrupt = StorageError::Corrupt("bad bytes".into());
+        assert!(matches!(DdlError::internal(corrupt), DdlError::Internal(_)));
+        assert!(matches!(DdlError::internal("a bug"), DdlError::Internal(_)));
     }
 }

@@ -56,8 +56,14 @@ impl ApiError {
     pub fn not_found(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, msg)
     }
-    /// 500 with a message (logged).
-    pub fn internal(msg: impl std::fmt::Display) -> Self {
+    /// 500 with a message (logged); 503 when it is a storage error that retrying may cure
+    /// (a node down), also inside an `anyhow::Error`.
+    pub fn internal(msg: impl std::fmt::Display + 'static) -> Self {
+        if crate::ddl::storage_unavailable(&msg) {
+            tracing::debug!(error = %msg, "request refused: storage unavailable");
+            metrics::counter!("weir_requests_unavailable_total").increment(1);
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, msg.to_string());
+        }
         tracing::error!(error = %msg, "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
     }
@@ -115,6 +121,7 @@ impl From<crate::ddl::DdlError> for ApiError {
                 dependents,
             } => ApiError::new(StatusCode::CONFLICT, message).with("dependents", dependents),
             D::NotFound(m) => ApiError::not_found(m),
+            D::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             D::Internal(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
         }
     }
