@@ -116,9 +116,15 @@ mod tests {
 
     #[test]
     fn transient_storage_errors_are_unavailable_and_others_internal() {
-        assert!(matches!(DdlError::internal(down()), DdlError::Unavailable(_)));
+        assert!(matches!(
+            DdlError::internal(down()),
+            DdlError::Unavailable(_)
+        ));
         let wrapped = anyhow::Error::from(down()).context("listing the catalogue");
-        assert!(matches!(DdlError::internal(wrapped), DdlError::Unavailable(_)));
+        assert!(matches!(
+            DdlError::internal(wrapped),
+            DdlError::Unavailable(_)
+        ));
         let corrupt = StorageError::Corrupt("bad bytes".into());
         assert!(matches!(DdlError::internal(corrupt), DdlError::Internal(_)));
         assert!(matches!(DdlError::internal("a bug"), DdlError::Internal(_)));
