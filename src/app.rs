@@ -265,17 +265,23 @@ impl<'a> Cx<'a> {
     /// whether the type had a schema before.
     pub fn set_schema(&self, ty: &str, schema: Option<Arc<Schema>>) -> anyhow::Result<bool> {
         let mut schemas = self.schemas.write();
-        let had = match schema {
-            Some(s) => schemas.insert(ty.to_string(), s),
-            None => schemas.remove(ty),
+        let had = schemas.contains_key(ty);
+        if schema.is_none() && !had {
+            return Ok(false);
         }
-        .is_some();
-        let all: serde_json::Map<String, serde_json::Value> = schemas
+        // Stored first, applied after: a failed write changes nothing.
+        let mut next = schemas.clone();
+        match schema {
+            Some(s) => next.insert(ty.to_string(), s),
+            None => next.remove(ty),
+        };
+        let all: serde_json::Map<String, serde_json::Value> = next
             .iter()
             .map(|(t, s)| (t.clone(), s.source().clone()))
             .collect();
         self.store
             .meta_put(SCHEMAS_KEY, &serde_json::to_vec(&all)?)?;
+        *schemas = next;
         Ok(had)
     }
 

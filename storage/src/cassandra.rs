@@ -231,6 +231,19 @@ impl Inner {
             .map_err(backend_err)
     }
 
+    /// Run a batch, discarding any rows.
+    async fn run_batch(
+        &self,
+        batch: &scylla::statement::batch::Batch,
+        values: impl scylla::serialize::batch::BatchValues,
+    ) -> Result<()> {
+        self.session
+            .batch(batch, values)
+            .await
+            .map(|_| ())
+            .map_err(backend_err)
+    }
+
     /// Every row of a paged read, deserialised as `R`.
     async fn rows<R>(&self, ps: &PreparedStatement, values: impl SerializeRow) -> Result<Vec<R>>
     where

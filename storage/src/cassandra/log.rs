@@ -11,7 +11,7 @@ use scylla::statement::batch::{Batch, BatchType};
 use tracing::warn;
 use weir_core::Millis;
 
-use super::{backend_err, CassandraStore, Inner};
+use super::{CassandraStore, Inner};
 use crate::record::{decode_record, encode_record};
 use crate::{LogRecord, RecordIter, Result};
 
@@ -232,12 +232,7 @@ async fn commit_batch(inner: &Inner, hi: Option<u64>, meta: &[(String, Vec<u8>)]
         batch.append_statement(inner.ps.meta_put.clone());
         values.push(Box::new((k.as_str(), v.as_slice())));
     }
-    inner
-        .session
-        .batch(&batch, values)
-        .await
-        .map(|_| ())
-        .map_err(backend_err)
+    inner.run_batch(&batch, values).await
 }
 
 /// Remove what an append left above the commit marker, then clear its intent.

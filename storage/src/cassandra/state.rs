@@ -16,7 +16,7 @@ use scylla::policies::timestamp_generator::TimestampGenerator;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 
-use super::{backend_err, CassandraStore, Inner};
+use super::{CassandraStore, Inner};
 use crate::{Result, StateIter, StateKeyWrite, StateRow};
 
 /// Partitions per (scope, part).
@@ -86,12 +86,7 @@ async fn write_key(inner: &Inner, scope: &str, part: i32, k: &StateKeyWrite) -> 
     if values.is_empty() {
         return Ok(());
     }
-    inner
-        .session
-        .batch(&batch, values)
-        .await
-        .map(|_| ())
-        .map_err(backend_err)
+    inner.run_batch(&batch, values).await
 }
 
 /// Write `keys` of `scope`'s part `part`, each key atomically on its own.
