@@ -37,6 +37,8 @@ use crate::store::Store;
 pub struct App {
     /// The configuration the server runs with.
     cfg: ServeConfig,
+    /// The account and project this app serves.
+    tenant: weir_core::Tenant,
     /// Queries and their incremental state.
     engine: Arc<Engine>,
     /// Rules on top of the engine.
@@ -88,6 +90,12 @@ impl App {
     /// The configuration the server runs with.
     pub fn cfg(&self) -> &ServeConfig {
         &self.cfg
+    }
+
+    /// The account and project this app serves: every read and write of a call is confined
+    /// to it.
+    pub fn tenant(&self) -> &weir_core::Tenant {
+        &self.tenant
     }
 
     /// Queries and their incremental state.
@@ -188,6 +196,7 @@ impl App {
         }
         Self {
             cfg,
+            tenant: weir_core::Tenant::default(),
             engine,
             rules,
             store,
