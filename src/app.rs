@@ -33,17 +33,12 @@ use crate::config::ServeConfig;
 use crate::insights::InsightsFeed;
 use crate::store::Store;
 
-/// Everything a request handler needs.
-pub struct App {
+/// What every tenant's app on this node shares: the configuration, the store, the one event
+/// log and its sequence, the clock and the analytics.
+pub struct Node {
     /// The configuration the server runs with.
     cfg: ServeConfig,
-    /// The account and project this app serves.
-    tenant: weir_core::Tenant,
-    /// Queries and their incremental state.
-    engine: Arc<Engine>,
-    /// Rules on top of the engine.
-    rules: RuleSet,
-    /// The store (event log, catalogue, persisted state), reached only off the async workers.
+    /// The node's store, every tenant's data (tenants reach it through their own view).
     store: Store,
     /// The group-commit writer in front of the store's event log.
     log: GroupCommit,
@@ -53,14 +48,71 @@ pub struct App {
     submitting: RwLock<()>,
     /// Wall clock.
     clock: Arc<dyn Clock>,
+    /// Field keys and 48 h stats of every accepted event (seeds 001, 003), fed by the log.
+    insights: InsightsFeed,
+}
+
+impl Node {
+    /// Assemble the node; `last_seq` is the highest event id already in the log.
+    pub fn new(
+        cfg: ServeConfig,
+        store: Store,
+        log: GroupCommit,
+        last_seq: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let insights = InsightsFeed::start(crate::insights::empty(&cfg), last_seq);
+        if !log.on_written(insights.hook()) {
+            tracing::warn!("the log writer feeds other analytics already; these stay empty");
+        }
+        Self {
+            cfg,
+            store,
+            log,
+            next_seq: AtomicU64::new(last_seq + 1),
+            submitting: RwLock::new(()),
+            clock,
+            insights,
+        }
+    }
+
+    /// The configuration the server runs with.
+    pub fn cfg(&self) -> &ServeConfig {
+        &self.cfg
+    }
+
+    /// Wall clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The node's whole store (every tenant's data): for what is the node's, not a tenant's
+    /// (input positions, the log).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Everything a request handler needs: one tenant's queries, rules and schemas, over the
+/// node's log and store (seen through the tenant's view, see [`crate::tenant_store`]).
+pub struct App {
+    /// What every tenant shares.
+    node: Arc<Node>,
+    /// The account and project this app serves.
+    tenant: weir_core::Tenant,
+    /// Queries and their incremental state.
+    engine: Arc<Engine>,
+    /// Rules on top of the engine.
+    rules: RuleSet,
+    /// The tenant's view of the store (event log, catalogue, persisted state), reached only
+    /// off the async workers.
+    store: Store,
     /// Serialises DSL statements so catalogue and engine change together.
     statements: tokio::sync::Mutex<()>,
     /// JSON Schemas by event type; events of those types must satisfy them.
     schemas: RwLock<HashMap<String, Arc<Schema>>>,
     /// Backfills in progress, by query name.
     backfills: crate::backfills::Backfills,
-    /// Field keys and 48 h stats of every accepted event (seeds 001, 003), fed by the log.
-    insights: InsightsFeed,
     /// Stored definitions that could not be restored on start, by (kind, name): the reason.
     /// They stay in the catalogue (listed with status `error`) until replaced or dropped.
     catalog_errors: CatalogErrors,
@@ -89,7 +141,12 @@ pub struct Checked {
 impl App {
     /// The configuration the server runs with.
     pub fn cfg(&self) -> &ServeConfig {
-        &self.cfg
+        &self.node.cfg
+    }
+
+    /// What every tenant's app on this node shares.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     /// The account and project this app serves: every read and write of a call is confined
@@ -125,19 +182,42 @@ impl App {
             .await
     }
 
+    /// Run `f` on one blocking thread with several apps of `node`, each with its storage, and
+    /// the node's whole store (restoring every tenant at once, see [`crate::recovery`]).
+    pub async fn blocking_all<R, F>(node: &Arc<Node>, apps: Vec<Arc<App>>, f: F) -> R
+    where
+        F: FnOnce(&[Cx<'_>], &dyn Storage) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        node.store
+            .run(move |whole| {
+                let handles: Vec<Arc<dyn Storage>> = apps.iter().map(|a| a.store.handle()).collect();
+                let cxs: Vec<Cx<'_>> = apps
+                    .iter()
+                    .zip(&handles)
+                    .map(|(app, store)| Cx {
+                        app,
+                        store: &**store,
+                    })
+                    .collect();
+                f(&cxs, whole)
+            })
+            .await
+    }
+
     /// Whether the event log is taking writes.
     pub fn log_health(&self) -> weir_storage::Health {
-        self.log.health()
+        self.node.log.health()
     }
 
     /// The event log writer's counters.
     pub fn log_stats(&self) -> weir_storage::GroupCommitStats {
-        self.log.stats()
+        self.node.log.stats()
     }
 
     /// Wall clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
+        &self.node.clock
     }
 
     /// Backfills in progress, by query name.
@@ -147,7 +227,7 @@ impl App {
 
     /// Field keys and stats of every written event.
     pub fn insights(&self) -> &InsightsFeed {
-        &self.insights
+        &self.node.insights
     }
 
     /// Every type's JSON Schema, as it was given.
@@ -180,32 +260,23 @@ impl App {
         self.statements.lock().await
     }
 
-    /// Assemble the state; `last_seq` is the highest event id already in the log.
-    pub fn new(
-        cfg: ServeConfig,
-        engine: Arc<Engine>,
-        rules: RuleSet,
-        store: Store,
-        log: GroupCommit,
-        last_seq: u64,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let insights = InsightsFeed::start(crate::insights::empty(&cfg), last_seq);
-        if !log.on_written(insights.hook()) {
-            tracing::warn!("the log writer feeds other analytics already; these stay empty");
-        }
+    /// The app of `tenant` on `node`, with no queries, rules or schemas yet.
+    pub fn new(node: Arc<Node>, tenant: weir_core::Tenant) -> Self {
+        let cfg = &node.cfg;
+        let engine = Arc::new(Engine::new(weir_engine::EngineConfig {
+            shards: cfg.shards,
+            default_grace_ms: cfg.grace.as_millis() as i64,
+            default_retention_ms: cfg.retention.as_millis() as i64,
+        }));
+        let rules = RuleSet::new(engine.clone());
+        let store = node.store.scoped(&tenant);
         Self {
-            cfg,
-            tenant: weir_core::Tenant::default(),
+            node,
+            tenant,
             engine,
             rules,
             store,
-            log,
-            next_seq: AtomicU64::new(last_seq + 1),
-            submitting: RwLock::new(()),
-            clock,
             statements: tokio::sync::Mutex::new(()),
-            insights,
             backfills: Default::default(),
             catalog_errors: Default::default(),
             schemas: RwLock::new(HashMap::new()),
@@ -324,23 +395,34 @@ impl App {
     /// How events are read right now (time of arrival, future-skew limit).
     pub fn shape_opts(&self) -> ShapeOptions {
         ShapeOptions {
-            now_ms: self.clock.now_ms(),
-            max_future_skew_ms: self.cfg.max_future_skew.as_millis() as i64,
+            now_ms: self.node.clock.now_ms(),
+            max_future_skew_ms: self.node.cfg.max_future_skew.as_millis() as i64,
         }
     }
 
     /// The highest event id handed out so far.
     pub fn last_seq(&self) -> u64 {
-        self.next_seq.load(Ordering::SeqCst) - 1
+        self.node.next_seq.load(Ordering::SeqCst) - 1
     }
 
     /// The id the next event will get (the boundary of a backfill).
     pub fn next_seq(&self) -> u64 {
-        self.next_seq.load(Ordering::SeqCst)
+        self.node.next_seq.load(Ordering::SeqCst)
+    }
+
+    /// Make `e` this tenant's (whatever it said it was: an event's owner is the key or input
+    /// it came with).
+    fn own(&self, e: &mut Event) {
+        if e.account != self.tenant.account {
+            e.account.clone_from(&self.tenant.account);
+        }
+        if e.project != self.tenant.project {
+            e.project.clone_from(&self.tenant.project);
+        }
     }
 
     fn next_id(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::SeqCst)
+        self.node.next_seq.fetch_add(1, Ordering::SeqCst)
     }
 
     /// Add events unconditionally (the asynchronous add of SPEC section 4), with the input
@@ -353,11 +435,12 @@ impl App {
     /// they would be counted twice.
     pub fn add(
         &self,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
         positions: Vec<(String, Vec<u8>)>,
     ) -> Result<(Vec<EventId>, Receipt), StorageError> {
-        self.log.health().check()?;
-        let _gate = self.submitting.read();
+        self.node.log.health().check()?;
+        events.iter_mut().for_each(|e| self.own(e));
+        let _gate = self.node.submitting.read();
         let ids = self.engine.apply_batch(&events, |_| self.next_id());
         metrics::counter!("weir_events_accepted_total").increment(events.len() as u64);
         let records = events
@@ -369,16 +452,17 @@ impl App {
                 denied: false,
             })
             .collect();
-        let receipt = self.log.submit(records, positions);
+        let receipt = self.node.log.submit(records, positions);
         Ok((ids, receipt))
     }
 
     /// Decide on the state including `event`; add it only if every matching rule allows it.
     /// Refused, with nothing decided or applied, when the log is not taking writes (see
     /// [`App::add`]).
-    pub fn add_and_check(&self, event: Event) -> Result<Checked, StorageError> {
-        self.log.health().check()?;
-        let _gate = self.submitting.read();
+    pub fn add_and_check(&self, mut event: Event) -> Result<Checked, StorageError> {
+        self.node.log.health().check()?;
+        self.own(&mut event);
+        let _gate = self.node.submitting.read();
         let mut denied = false;
         let started = std::time::Instant::now();
         let (event_id, decision) = self.rules.add_and_check(&event, |d| {
@@ -388,7 +472,7 @@ impl App {
         metrics::histogram!("weir_decision_duration_seconds", "call" => "add_and_check")
             .record(started.elapsed().as_secs_f64());
         // After the decision, outside the engine's locks.
-        self.decision_series.record(&decision, self.clock.now_ms());
+        self.decision_series.record(&decision, self.node.clock.now_ms());
         if decision.allowed {
             metrics::counter!("weir_events_accepted_total").increment(1);
             metrics::counter!("weir_decisions_total", "decision" => "allow").increment(1);
@@ -404,7 +488,7 @@ impl App {
         Ok(Checked {
             decision,
             event_id,
-            receipt: self.log.submit(vec![record], Vec::new()),
+            receipt: self.node.log.submit(vec![record], Vec::new()),
         })
     }
 
@@ -420,8 +504,8 @@ impl App {
     /// Wait until every event that already has an id is queued for the log, then until the
     /// log has made all of them durable.
     pub fn flush_blocking(&self) -> anyhow::Result<()> {
-        drop(self.submitting.write());
-        self.log.submit(Vec::new(), Vec::new()).wait_blocking()?;
+        drop(self.node.submitting.write());
+        self.node.log.submit(Vec::new(), Vec::new()).wait_blocking()?;
         Ok(())
     }
 }
@@ -439,7 +523,8 @@ impl crate::state::StateHost for Cx<'_> {
     fn wait_durable(&self) -> anyhow::Result<()> {
         self.flush_blocking()
     }
-    fn insights(&self) -> &InsightsFeed {
-        &self.insights
+    fn insights(&self) -> Option<&InsightsFeed> {
+        // The analytics are the node's, flushed and restored with the default tenant.
+        self.tenant.is_default().then_some(&self.node.insights)
     }
 }
