@@ -185,8 +185,7 @@ mod tests {
 
     use serde_json::json;
     use weir_core::{Event, SystemClock};
-    use weir_engine::{Engine, EngineConfig, ReadRequest};
-    use weir_rules::RuleSet;
+    use weir_engine::ReadRequest;
     use weir_storage::{
         CatalogKind, EmbeddedStore, EventIter, EventPage, EventQuery, GroupCommit, LogRecord,
         MetaPrune, RangeQuery, RecordIter, Result, StateIter, StateKeyWrite, Storage,
@@ -194,6 +193,7 @@ mod tests {
 
     use super::*;
     use crate::config::ServeConfig;
+    use crate::app::Node;
     use crate::store::Store;
 
     /// A real store whose appends fail transiently while `failing` is set.

@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{analytics, console, events, metrics, misc, prometheus, queries, schemas, statements};
+use super::{access, analytics, console, events, metrics, misc, prometheus, queries, schemas, statements};
 
 /// The document.
 #[derive(OpenApi)]
@@ -26,6 +26,10 @@ use super::{analytics, console, events, metrics, misc, prometheus, queries, sche
         misc::help,
         metrics::render,
         document,
+        access::whoami,
+        access::list_keys,
+        access::create_key,
+        access::delete_key,
         statements::apply,
         queries::list_queries,
         queries::get_query,
@@ -66,7 +70,8 @@ use super::{analytics, console, events, metrics, misc, prometheus, queries, sche
         prometheus::rules,
         prometheus::alerts,
     ),
-    components(schemas(events::QueryFields)),
+    components(schemas(events::QueryFields, access::NewKey)),
+    modifiers(&KeyScheme),
     tags(
         (name = "statements", description = "the query language: CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT"),
         (name = "queries", description = "query definitions and results"),
@@ -77,9 +82,25 @@ use super::{analytics, console, events, metrics, misc, prometheus, queries, sche
         (name = "schemas", description = "per-type JSON Schemas for event validation"),
         (name = "prometheus", description = "the Prometheus-compatible query API (Grafana's datasource URL: /prometheus)"),
         (name = "server", description = "health, the route list, metrics, this document, the web console"),
+        (name = "access", description = "API keys: with keys configured every call but /healthz needs one (Authorization: Bearer KEY, X-Api-Key, or ?api_key=); 401 otherwise"),
     )
 )]
 pub struct ApiDoc;
+
+/// The `bearer` security scheme: how a call presents its API key once keys are configured
+/// (without keys, no call needs one, so operations do not require it).
+struct KeyScheme;
+
+impl utoipa::Modify for KeyScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
 
 /// The document as JSON. utoipa 5 writes the fields of a Link Object in snake case
 /// (`operation_id`); OpenAPI spells them in camel case, so they are renamed here.
