@@ -103,8 +103,7 @@ pub fn new_key() -> anyhow::Result<String> {
 pub fn check_name(what: &str, v: &str) -> anyhow::Result<()> {
     let ok = !v.is_empty()
         && v.len() <= 64
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     anyhow::ensure!(
         ok,
@@ -120,7 +119,11 @@ impl KeyConfig {
         check_name("project", &self.project)?;
         let sha256 = match (&self.key, &self.sha256) {
             (Some(k), None) => {
-                anyhow::ensure!(k.len() >= 16, "API key {:?}: a key needs at least 16 characters", self.name);
+                anyhow::ensure!(
+                    k.len() >= 16,
+                    "API key {:?}: a key needs at least 16 characters",
+                    self.name
+                );
                 hash(k)
             }
             (None, Some(h)) => {
@@ -132,7 +135,10 @@ impl KeyConfig {
                 );
                 h
             }
-            _ => anyhow::bail!("API key {:?}: give exactly one of `key` and `sha256`", self.name),
+            _ => anyhow::bail!(
+                "API key {:?}: give exactly one of `key` and `sha256`",
+                self.name
+            ),
         };
         Ok(KeyEntry {
             id: sha256[..12].to_string(),
@@ -225,7 +231,10 @@ impl KeyRing {
 
     /// The keys created over the API (to store).
     pub fn stored(&self) -> Vec<KeyEntry> {
-        self.list().into_iter().filter(|e| e.source == "api").collect()
+        self.list()
+            .into_iter()
+            .filter(|e| e.source == "api")
+            .collect()
     }
 
     /// Remove the API-created key `id`; the removed entry, or why not.
@@ -286,7 +295,10 @@ mod tests {
         assert_eq!(ring.find("acme-key-012345678"), None);
         let listed = format!("{:?}", ring.list());
         assert!(!listed.contains("acme-key-0123456789"));
-        assert_eq!(ring.remove(&ring.list()[0].id), Err(RemoveError::Configured));
+        assert_eq!(
+            ring.remove(&ring.list()[0].id),
+            Err(RemoveError::Configured)
+        );
     }
 
     #[test]

@@ -191,7 +191,8 @@ impl App {
     {
         node.store
             .run(move |whole| {
-                let handles: Vec<Arc<dyn Storage>> = apps.iter().map(|a| a.store.handle()).collect();
+                let handles: Vec<Arc<dyn Storage>> =
+                    apps.iter().map(|a| a.store.handle()).collect();
                 let cxs: Vec<Cx<'_>> = apps
                     .iter()
                     .zip(&handles)
@@ -472,7 +473,8 @@ impl App {
         metrics::histogram!("weir_decision_duration_seconds", "call" => "add_and_check")
             .record(started.elapsed().as_secs_f64());
         // After the decision, outside the engine's locks.
-        self.decision_series.record(&decision, self.node.clock.now_ms());
+        self.decision_series
+            .record(&decision, self.node.clock.now_ms());
         if decision.allowed {
             metrics::counter!("weir_events_accepted_total").increment(1);
             metrics::counter!("weir_decisions_total", "decision" => "allow").increment(1);
@@ -505,7 +507,10 @@ impl App {
     /// log has made all of them durable.
     pub fn flush_blocking(&self) -> anyhow::Result<()> {
         drop(self.node.submitting.write());
-        self.node.log.submit(Vec::new(), Vec::new()).wait_blocking()?;
+        self.node
+            .log
+            .submit(Vec::new(), Vec::new())
+            .wait_blocking()?;
         Ok(())
     }
 }

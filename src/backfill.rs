@@ -42,7 +42,9 @@ fn replays(shadow: &Shadow, clause: Backfill) -> bool {
 /// and the default backfill span are measured from.
 fn source_watermark(app: &Cx<'_>, shadow: &Shadow) -> anyhow::Result<Option<i64>> {
     let types = shadow.source_types().unwrap_or_default();
-    Ok(app.store().newest_event_ts(&app.tenant().account, &app.tenant().project, &types)?)
+    Ok(app
+        .store()
+        .newest_event_ts(&app.tenant().account, &app.tenant().project, &types)?)
 }
 
 /// Replay the stored events of `shadow`'s range into it; `shown_as` is the name progress is

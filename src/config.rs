@@ -242,7 +242,11 @@ fn redact(v: &mut toml::Value) {
         toml::Value::Table(t) => {
             for (k, x) in t.iter_mut() {
                 let k = k.to_ascii_lowercase();
-                if k.contains("password") || k.contains("secret") || k.ends_with("api_key") || k == "key" {
+                if k.contains("password")
+                    || k.contains("secret")
+                    || k.ends_with("api_key")
+                    || k == "key"
+                {
                     *x = toml::Value::String("***".into());
                 } else {
                     redact(x);

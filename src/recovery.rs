@@ -56,7 +56,10 @@ pub fn restore(apps: &[Cx<'_>], whole: &dyn Storage) -> anyhow::Result<u64> {
         if record.denied {
             continue;
         }
-        let owner = apps.iter().zip(&restored).find(|(app, _)| app.tenant().owns(&record.event));
+        let owner = apps
+            .iter()
+            .zip(&restored)
+            .find(|(app, _)| app.tenant().owns(&record.event));
         if let Some((app, r)) = owner {
             if record.seq > r.from {
                 app.engine().replay(&record.event, record.seq);

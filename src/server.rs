@@ -10,9 +10,9 @@ use weir_core::SystemClock;
 use weir_storage::{CassandraStore, EmbeddedConfig, EmbeddedStore, Storage};
 
 use crate::app::Node;
-use crate::tenants::Hub;
 use crate::config::{ServeConfig, StorageKind};
 use crate::store::Store;
+use crate::tenants::Hub;
 
 /// Run `weir serve` until a shutdown signal.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {

@@ -132,9 +132,9 @@ pub fn start_inputs(
     // Each input's events belong to its configured tenant (restored on start).
     let sink = |input: &str| -> anyhow::Result<Arc<dyn EventSink>> {
         let tenant = cfg.auth.input_tenant(input)?;
-        let app = hub
-            .app(&tenant)
-            .ok_or_else(|| anyhow::anyhow!("the tenant {tenant} of input {input} is not restored"))?;
+        let app = hub.app(&tenant).ok_or_else(|| {
+            anyhow::anyhow!("the tenant {tenant} of input {input} is not restored")
+        })?;
         Ok(Arc::new(AppSink(app)))
     };
     let mut tasks = Vec::new();
@@ -192,8 +192,8 @@ mod tests {
     };
 
     use super::*;
-    use crate::config::ServeConfig;
     use crate::app::Node;
+    use crate::config::ServeConfig;
     use crate::store::Store;
 
     /// A real store whose appends fail transiently while `failing` is set.
@@ -323,7 +323,13 @@ mod tests {
             ..ServeConfig::default()
         };
         let log = GroupCommit::start(store.clone(), true);
-        let node = Node::new(cfg, Store::new(store.clone()), log, 0, Arc::new(SystemClock));
+        let node = Node::new(
+            cfg,
+            Store::new(store.clone()),
+            log,
+            0,
+            Arc::new(SystemClock),
+        );
         let app = Arc::new(App::new(Arc::new(node), Default::default()));
         let sink = AppSink(app.clone());
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -242,7 +242,10 @@ mod tests {
             );
             assert_eq!(v.meta_get("schemas").unwrap().unwrap(), name.as_bytes());
         }
-        assert_eq!(views[2].newest_event_ts("acme", "web", &[]).unwrap(), Some(1002));
+        assert_eq!(
+            views[2].newest_event_ts("acme", "web", &[]).unwrap(),
+            Some(1002)
+        );
         assert!(views[1].catalog_delete(CatalogKind::Query, "q").unwrap());
         assert_eq!(views[2].catalog_list(CatalogKind::Query).unwrap().len(), 1);
         assert_eq!(

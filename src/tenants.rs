@@ -133,7 +133,10 @@ impl Hub {
             .store()
             .run(|s| -> weir_storage::Result<Vec<Tenant>> {
                 let mut v = Vec::new();
-                for kind in [weir_storage::CatalogKind::Query, weir_storage::CatalogKind::Rule] {
+                for kind in [
+                    weir_storage::CatalogKind::Query,
+                    weir_storage::CatalogKind::Rule,
+                ] {
                     v.extend(
                         s.catalog_list(kind)?
                             .iter()

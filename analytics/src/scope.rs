@@ -11,7 +11,9 @@ const SEP: char = '\u{1f}';
 
 /// The name the analytics keep `e`'s type under (see the module docs).
 pub fn type_key(e: &Event) -> Cow<'_, str> {
-    if e.account == weir_core::tenant::DEFAULT_TENANT && e.project == weir_core::tenant::DEFAULT_TENANT {
+    if e.account == weir_core::tenant::DEFAULT_TENANT
+        && e.project == weir_core::tenant::DEFAULT_TENANT
+    {
         Cow::Borrowed(e.kind.as_str())
     } else {
         Cow::Owned(format!("{}{SEP}{}{SEP}{}", e.account, e.project, e.kind))

@@ -34,8 +34,10 @@ const CHALLENGE: &str = "Bearer realm=\"weir\"";
 fn unauthorized(msg: &str) -> Response {
     metrics::counter!("weir_requests_unauthorized_total").increment(1);
     let mut r = (StatusCode::UNAUTHORIZED, Json(json!({ "error": msg }))).into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(CHALLENGE),
+    );
     r
 }
 
@@ -48,7 +50,10 @@ fn presented(parts: &Parts) -> Option<String> {
     let h = &parts.headers;
     if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        if let Some(k) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+        if let Some(k) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
             return Some(k.trim().to_string());
         }
     }
@@ -99,8 +104,10 @@ pub async fn authenticate(State(hub): State<Arc<Hub>>, req: Request, next: Next)
             if path == "/" {
                 let mut page = super::console::index().await;
                 *page.status_mut() = StatusCode::UNAUTHORIZED;
-                page.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+                page.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(CHALLENGE),
+                );
                 return page;
             }
             return unauthorized(why);

@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use weir_analytics::Scope;
 use axum::extract::{Path, Query, RawQuery};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
+use weir_analytics::Scope;
 use weir_analytics::{event_json, group_by_session, query_schema, JsonQuery, StoredEvent};
 use weir_storage::{EventQuery, RangeQuery};
 
@@ -419,10 +419,7 @@ async fn list(app: Arc<App>, l: Listing) -> ApiResult<Json<EventPage>> {
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn list_events(
-    Ctx(app): Ctx,
-    RawQuery(qs): RawQuery,
-) -> ApiResult<Json<EventPage>> {
+pub async fn list_events(Ctx(app): Ctx, RawQuery(qs): RawQuery) -> ApiResult<Json<EventPage>> {
     list(app, Listing::from_query(&qs.unwrap_or_default())?).await
 }
 
@@ -539,12 +536,11 @@ pub async fn stats(Ctx(app): Ctx) -> Json<Value> {
 )]
 pub async fn stats_type(Ctx(app): Ctx, Path(ty): Path<String>) -> Json<Value> {
     app.insights().caught_up().await;
-    Json(
-        app.insights()
-            .read()
-            .stats
-            .stats_in(&Scope::of(app.tenant()), Some(&ty), app.clock().now_ms()),
-    )
+    Json(app.insights().read().stats.stats_in(
+        &Scope::of(app.tenant()),
+        Some(&ty),
+        app.clock().now_ms(),
+    ))
 }
 
 /// `GET /api/keys[?type=…][&prefix=…]`: field names seen and their most frequent values.
@@ -558,16 +554,13 @@ pub async fn stats_type(Ctx(app): Ctx, Path(ty): Path<String>) -> Json<Value> {
     ),
     responses((status = 200, description = "field names and their most frequent values", body = Keys))
 )]
-pub async fn keys(
-    Ctx(app): Ctx,
-    Query(p): Query<HashMap<String, String>>,
-) -> Json<Value> {
+pub async fn keys(Ctx(app): Ctx, Query(p): Query<HashMap<String, String>>) -> Json<Value> {
     app.insights().caught_up().await;
     let insights = app.insights().read();
     let prefix = p.get("prefix").map_or("", String::as_str);
-    Json(
-        insights
-            .keys
-            .keys_in(&Scope::of(app.tenant()), p.get("type").map(String::as_str), prefix),
-    )
+    Json(insights.keys.keys_in(
+        &Scope::of(app.tenant()),
+        p.get("type").map(String::as_str),
+        prefix,
+    ))
 }

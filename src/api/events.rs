@@ -431,10 +431,7 @@ pub async fn post_event(
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn get_event(
-    Ctx(app): Ctx,
-    RawQuery(qs): RawQuery,
-) -> ApiResult<Json<DecisionAnswer>> {
+pub async fn get_event(Ctx(app): Ctx, RawQuery(qs): RawQuery) -> ApiResult<Json<DecisionAnswer>> {
     let qs = qs.unwrap_or_default();
     if let Some(id) = flag(&qs, "id") {
         let id: u64 = id

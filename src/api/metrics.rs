@@ -106,8 +106,14 @@ fn describe() {
         "weir_requests_unauthorized_total",
         "Calls answered 401: no API key, or not a valid one"
     );
-    describe_gauge!("weir_tenants", "Tenants (account, project) served by this node");
-    describe_gauge!("weir_api_keys", "API keys known (configured and created over the API)");
+    describe_gauge!(
+        "weir_tenants",
+        "Tenants (account, project) served by this node"
+    );
+    describe_gauge!(
+        "weir_api_keys",
+        "API keys known (configured and created over the API)"
+    );
     describe_counter!(
         "weir_requests_unavailable_total",
         "Calls answered 503 because the store was unavailable (nothing of them applied)"

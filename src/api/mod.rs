@@ -38,7 +38,6 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tower_http::cors::CorsLayer;
 
-
 /// One path: its handlers and, per method, what `GET /help` says about it.
 pub struct RouteDef {
     /// The axum path.
@@ -190,7 +189,10 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .nest("/prometheus", prometheus::routes())
         .route_layer(middleware::from_fn(metrics::track))
         .fallback(misc::not_found)
-        .layer(middleware::from_fn_with_state(hub.clone(), access::authenticate))
+        .layer(middleware::from_fn_with_state(
+            hub.clone(),
+            access::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(CorsLayer::permissive())
         .with_state(hub)

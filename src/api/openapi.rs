@@ -8,7 +8,9 @@ use axum::Json;
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{access, analytics, console, events, metrics, misc, prometheus, queries, schemas, statements};
+use super::{
+    access, analytics, console, events, metrics, misc, prometheus, queries, schemas, statements,
+};
 
 /// The document.
 #[derive(OpenApi)]

@@ -160,10 +160,7 @@ pub async fn list_queries(Ctx(app): Ctx) -> ApiResult<Json<QueryList>> {
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn get_query(
-    Ctx(app): Ctx,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn get_query(Ctx(app): Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     app.blocking(catalog::query_definitions)
         .await
         .map_err(ApiError::internal)?
@@ -251,10 +248,7 @@ pub async fn list_rules(Ctx(app): Ctx) -> ApiResult<Json<RuleList>> {
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn get_rule(
-    Ctx(app): Ctx,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn get_rule(Ctx(app): Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     app.blocking(catalog::rule_definitions)
         .await
         .map_err(ApiError::internal)?
@@ -276,10 +270,7 @@ pub async fn get_rule(
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn delete_rule(
-    Ctx(app): Ctx,
-    Path(name): Path<String>,
-) -> ApiResult<Json<RuleDropped>> {
+pub async fn delete_rule(Ctx(app): Ctx, Path(name): Path<String>) -> ApiResult<Json<RuleDropped>> {
     catalog::drop_rule(&app, &name).await?;
     Ok(Json(RuleDropped {
         name,

@@ -142,10 +142,7 @@ pub async fn put(
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn delete(
-    Ctx(app): Ctx,
-    Path(ty): Path<String>,
-) -> ApiResult<Json<SchemaDeleted>> {
+pub async fn delete(Ctx(app): Ctx, Path(ty): Path<String>) -> ApiResult<Json<SchemaDeleted>> {
     let t = ty.clone();
     let had = app
         .blocking(move |cx| cx.set_schema(&t, None))

@@ -16,8 +16,8 @@ pub mod params;
 pub mod render;
 pub mod source;
 
-use crate::tenants::Hub;
 use crate::api::access::Ctx;
+use crate::tenants::Hub;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -561,12 +561,7 @@ pub async fn alerts() -> Response {
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn query_post(
-    app: Ctx,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn query_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     query(app, q, headers, body).await
 }
 
@@ -583,12 +578,7 @@ pub async fn query_post(
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn query_range_post(
-    app: Ctx,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn query_range_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     query_range(app, q, headers, body).await
 }
 
@@ -605,12 +595,7 @@ pub async fn query_range_post(
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn labels_post(
-    app: Ctx,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn labels_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     labels(app, q, headers, body).await
 }
 
@@ -627,11 +612,6 @@ pub async fn labels_post(
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn series_post(
-    app: Ctx,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn series_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     series(app, q, headers, body).await
 }
