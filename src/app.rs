@@ -120,6 +120,56 @@ pub struct App {
     decision_series: crate::decisions::DecisionSeries,
     /// Query state on disk: what is flushed, and where.
     persist: crate::state::StatePersist,
+    /// This tenant's event and decision counters.
+    counters: Counters,
+}
+
+/// A tenant's counters in /metrics, registered once: the default tenant's carry no tenant
+/// labels (as before tenants), another's carry `account` and `project`, so a tenant's key can
+/// be shown its own series (see [`crate::api::metrics`]).
+struct Counters {
+    accepted: metrics::Counter,
+    allowed: metrics::Counter,
+    denied: metrics::Counter,
+    dropped_denied: metrics::Counter,
+    invalid_schema: metrics::Counter,
+}
+
+impl Counters {
+    fn new(t: &weir_core::Tenant) -> Self {
+        let tenant: Vec<(&'static str, String)> = if t.is_default() {
+            Vec::new()
+        } else {
+            vec![
+                ("account", t.account.clone()),
+                ("project", t.project.clone()),
+            ]
+        };
+        let with = |extra: &[(&'static str, &str)]| -> Vec<metrics::Label> {
+            extra
+                .iter()
+                .map(|(k, v)| metrics::Label::new(*k, v.to_string()))
+                .chain(
+                    tenant
+                        .iter()
+                        .map(|(k, v)| metrics::Label::new(*k, v.clone())),
+                )
+                .collect()
+        };
+        Self {
+            accepted: metrics::counter!("weir_events_accepted_total", with(&[])),
+            allowed: metrics::counter!("weir_decisions_total", with(&[("decision", "allow")])),
+            denied: metrics::counter!("weir_decisions_total", with(&[("decision", "deny")])),
+            dropped_denied: metrics::counter!(
+                "weir_events_dropped_total",
+                with(&[("reason", "denied")])
+            ),
+            invalid_schema: metrics::counter!(
+                "weir_events_invalid_total",
+                with(&[("reason", "schema")])
+            ),
+        }
+    }
 }
 
 /// Stored definitions that could not be restored, by (kind, name), with the reason.
@@ -271,7 +321,9 @@ impl App {
         }));
         let rules = RuleSet::new(engine.clone());
         let store = node.store.scoped(&tenant);
+        let counters = Counters::new(&tenant);
         Self {
+            counters,
             node,
             tenant,
             engine,
@@ -313,7 +365,7 @@ impl App {
             .enumerate()
             .filter_map(|(i, e)| {
                 let reason = schemas.get(&e.kind)?.validate(&e.fields).err()?;
-                metrics::counter!("weir_events_invalid_total", "reason" => "schema").increment(1);
+                self.counters.invalid_schema.increment(1);
                 Some((i, format!("event type '{}' schema: {reason}", e.kind)))
             })
             .collect()
@@ -443,7 +495,7 @@ impl App {
         events.iter_mut().for_each(|e| self.own(e));
         let _gate = self.node.submitting.read();
         let ids = self.engine.apply_batch(&events, |_| self.next_id());
-        metrics::counter!("weir_events_accepted_total").increment(events.len() as u64);
+        self.counters.accepted.increment(events.len() as u64);
         let records = events
             .into_iter()
             .zip(&ids)
@@ -476,11 +528,11 @@ impl App {
         self.decision_series
             .record(&decision, self.node.clock.now_ms());
         if decision.allowed {
-            metrics::counter!("weir_events_accepted_total").increment(1);
-            metrics::counter!("weir_decisions_total", "decision" => "allow").increment(1);
+            self.counters.accepted.increment(1);
+            self.counters.allowed.increment(1);
         } else {
-            metrics::counter!("weir_decisions_total", "decision" => "deny").increment(1);
-            metrics::counter!("weir_events_dropped_total", "reason" => "denied").increment(1);
+            self.counters.denied.increment(1);
+            self.counters.dropped_denied.increment(1);
         }
         let record = LogRecord {
             seq: event_id,

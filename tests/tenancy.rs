@@ -316,6 +316,20 @@ async fn no_route_shows_or_changes_another_tenants_data_and_none_answers_without
     let (_, b_keys) = json_call(&s, "GET", "/api/keys?type=b_type", KEY_B, None).await;
     assert!(b_keys.to_string().contains("beta-secret"), "{b_keys}");
 
+    // /metrics: a tenant's key gets its own series; an admin key every tenant's.
+    let (st, own, _) = call(&s, "GET", "/metrics", Some(KEY_A), None).await;
+    assert_eq!(st, 200);
+    assert!(
+        own.contains(r#"weir_events_accepted_total{account="acme",project="web"} 3"#),
+        "{own}"
+    );
+    assert!(!own.contains(r#"account="beta""#), "{own}");
+    let (_, all, _) = call(&s, "GET", "/metrics", Some(KEY_OPS), None).await;
+    assert!(
+        all.contains(r#"account="beta""#) && all.contains("weir_log_records"),
+        "{all}"
+    );
+
     let before = b_view(&s).await;
     let (st, help, _) = call(&s, "GET", "/help", Some(KEY_A), None).await;
     assert_eq!(st, 200, "{help}");

@@ -203,6 +203,25 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 /// Queries that were being backfilled at an earlier scrape.
+/// The lines of a text exposition that are `tenant`'s: its samples (labelled with its
+/// account and project) and the `# HELP`/`# TYPE` lines. The default tenant's series carry
+/// no tenant labels, like the node's own, so a default tenant's key gets no series at all
+/// rather than the node's.
+fn own_series(text: &str, tenant: &weir_core::Tenant) -> String {
+    let account = format!("account=\"{}\"", tenant.account);
+    let project = format!("project=\"{}\"", tenant.project);
+    let mut out = String::with_capacity(text.len() / 4);
+    for line in text.lines() {
+        let keep = line.starts_with('#')
+            || (!tenant.is_default() && line.contains(&account) && line.contains(&project));
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 static BACKFILLED: Mutex<BTreeSet<Vec<(&'static str, String)>>> = Mutex::new(BTreeSet::new());
 
 /// Refresh the gauges read from other components, then render everything.
@@ -212,7 +231,10 @@ static BACKFILLED: Mutex<BTreeSet<Vec<(&'static str, String)>>> = Mutex::new(BTr
     tag = "server",
     responses((status = 200, description = "every metric, in Prometheus's text format 0.0.4", body = String, content_type = "text/plain"))
 )]
-pub async fn render(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+pub async fn render(
+    State(hub): State<Arc<Hub>>,
+    caller: Option<axum::Extension<crate::access::Caller>>,
+) -> Response {
     let apps = hub.apps();
     let mut catalog_errors = 0;
     let mut running: BTreeSet<Vec<(&'static str, String)>> = BTreeSet::new();
@@ -267,8 +289,14 @@ pub async fn render(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
             }
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        install().render(),
-    )
+    let text = install().render();
+    // Every series for an admin key, a server without keys, or a public /metrics; a
+    // tenant's key gets only its own tenant's series.
+    let text = match caller {
+        Some(axum::Extension(c)) if !c.admin && hub.keys().enabled() => {
+            own_series(&text, &c.tenant)
+        }
+        _ => text,
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
