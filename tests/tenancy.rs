@@ -409,9 +409,17 @@ async fn no_route_shows_or_changes_another_tenants_data_and_none_answers_without
         (200, json!({"type": "object"})),
         "{a_schema}"
     );
-    // A's add_and_check of a `b_type` event was counted by A's rules only.
     let (st, body) = json_call(&s, "GET", "/api/queries/b_only/result", KEY_A, None).await;
     assert_eq!(st, 404, "{body}");
+    // A backfill reads only its own tenant's stored events: A's 3 of type `party`, not B's 2.
+    statements(
+        &s,
+        KEY_A,
+        "CREATE QUERY late AS SELECT count(*) AS n FROM party GROUP BY timeseries(timestamp, 1s, 1h) BACKFILL 1h",
+    )
+    .await;
+    let (_, late) = json_call(&s, "GET", "/api/queries/late/result", KEY_A, None).await;
+    assert_eq!(late["rows"][0]["values"]["n"], 3, "{late}");
 }
 
 #[tokio::test]
@@ -524,11 +532,17 @@ async fn keys_rotate_without_downtime_survive_a_restart_and_only_admins_manage_t
         "{bad}"
     );
 
+    // After a kill -9 (the log replayed into each tenant) and after a clean stop (the state
+    // flushed under the tenant's prefix and restored from it) the tenant's answers are the same.
     s.kill9();
     s.restart().await;
     let (st, r) = json_call(&s, "GET", "/api/queries/n/result", &key3, None).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["rows"][0]["values"]["n"], 1, "{r}");
+    s.terminate();
+    s.restart().await;
+    let (st, r) = json_call(&s, "GET", "/api/queries/n/result", &key3, None).await;
+    assert_eq!((st, r["rows"][0]["values"]["n"].clone()), (200, json!(1)), "{r}");
     let (st, _, _) = call(&s, "GET", "/api/queries", Some(&key2), None).await;
     assert_eq!(st, 401, "a retired key works again after a restart");
     let (st, _) = json_call(&s, "GET", "/api/whoami", &key_g, None).await;
