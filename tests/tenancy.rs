@@ -334,15 +334,7 @@ async fn no_route_shows_or_changes_another_tenants_data_and_none_answers_without
     let (st, help, _) = call(&s, "GET", "/help", Some(KEY_A), None).await;
     assert_eq!(st, 200, "{help}");
     let help: Value = serde_json::from_str(&help).unwrap();
-    let routes: Vec<(String, String)> = help["routes"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(|k| {
-            let (m, p) = k.split_once(' ').unwrap();
-            (m.to_string(), p.to_string())
-        })
-        .collect();
+    let routes = common::help_routes(&help);
     assert!(routes.len() >= 40, "{help}");
     let open = ["/healthz", "/console/{file}"];
     for (method, path) in &routes {
