@@ -68,6 +68,8 @@ pub struct App {
     decision_series: crate::decisions::DecisionSeries,
     /// Query state on disk: what is flushed, and where.
     persist: crate::state::StatePersist,
+    /// Alerts of every account (shared by the apps of all projects), and the decision log.
+    alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// Stored definitions that could not be restored, by (kind, name), with the reason.
@@ -174,6 +176,11 @@ impl App {
         &self.decision_series
     }
 
+    /// Alerts of every account, their sinks, and the decision log.
+    pub fn alerts(&self) -> &Arc<crate::alerts::Alerts> {
+        &self.alerts
+    }
+
     /// Take the statement lock: DSL statements apply one at a time, so the catalogue and the
     /// engine change together (taken by `catalog::apply` and the drops).
     pub async fn lock_statements(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -190,6 +197,7 @@ impl App {
         last_seq: u64,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let cfg_alerts = cfg.alerts.clone();
         let insights = InsightsFeed::start(crate::insights::empty(&cfg), last_seq);
         if !log.on_written(insights.hook()) {
             tracing::warn!("the log writer feeds other analytics already; these stay empty");
@@ -211,6 +219,7 @@ impl App {
             schemas: RwLock::new(HashMap::new()),
             decision_series: Default::default(),
             persist: Default::default(),
+            alerts: Arc::new(crate::alerts::Alerts::new(cfg_alerts)),
         }
     }
 
@@ -381,9 +390,15 @@ impl App {
         let _gate = self.submitting.read();
         let mut denied = false;
         let started = std::time::Instant::now();
-        let (event_id, decision) = self.rules.add_and_check(&event, |d| {
-            denied = d;
-            self.next_id()
+        let now = self.clock.now_ms();
+        // Alert changes are found under the decision's locks (see `crate::alerts`).
+        let ((event_id, mut alerted), decision) = self.rules.add_and_check_with(&event, |d| {
+            denied = !d.allowed;
+            let id = self.next_id();
+            let alerted = self
+                .alerts
+                .observe(&event.account, &event.project, d, Some(id), now);
+            (id, alerted)
         });
         metrics::histogram!("weir_decision_duration_seconds", "call" => "add_and_check")
             .record(started.elapsed().as_secs_f64());
@@ -396,24 +411,60 @@ impl App {
             metrics::counter!("weir_decisions_total", "decision" => "deny").increment(1);
             metrics::counter!("weir_events_dropped_total", "reason" => "denied").increment(1);
         }
+        self.alerts.decisions().record(
+            "add_and_check",
+            &event.account,
+            &event.project,
+            event_id,
+            Some(event_id),
+            &decision,
+            now,
+        );
         let record = LogRecord {
             seq: event_id,
             event,
             denied,
         };
+        // The alert changes go in the event's group; their lock is let go once queued.
+        let meta = alerted.as_mut().map(|a| a.take_meta()).unwrap_or_default();
+        let receipt = self.log.submit(vec![record], meta);
+        drop(alerted);
         Ok(Checked {
             decision,
             event_id,
-            receipt: self.log.submit(vec![record], Vec::new()),
+            receipt,
         })
     }
 
     /// Decide from the current state without adding the event.
     pub fn check(&self, event: &Event) -> Decision {
         let started = std::time::Instant::now();
-        let decision = self.rules.check(event);
+        let now = self.clock.now_ms();
+        // Alert changes need the log (their meta is written alone); without it they wait
+        // for a later decision.
+        let logging = self.log.health().check().is_ok();
+        let (alerted, decision) = self.rules.check_with(event, |d| {
+            logging
+                .then(|| {
+                    self.alerts
+                        .observe(&event.account, &event.project, d, None, now)
+                })
+                .flatten()
+        });
         metrics::histogram!("weir_decision_duration_seconds", "call" => "check")
             .record(started.elapsed().as_secs_f64());
+        if let Some(mut a) = alerted {
+            let _ = self.log.submit(Vec::new(), a.take_meta());
+        }
+        self.alerts.decisions().record(
+            "check",
+            &event.account,
+            &event.project,
+            self.last_seq(),
+            None,
+            &decision,
+            now,
+        );
         decision
     }
 

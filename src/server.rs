@@ -51,6 +51,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         "state restored"
     );
 
+    let alert_tasks = crate::alerts::start(&app).await?;
+
     let listener = TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
@@ -66,6 +68,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         let _ = input.await;
     }
     checkpointer.abort();
+    alert_tasks.iter().for_each(|t| t.abort());
     tracing::info!("shutting down: flushing the log and the query state");
     app.blocking(|cx| cx.flush_state()).await?;
     Ok(())

@@ -19,6 +19,6 @@ pub mod time;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventId};
 pub use schema::Schema;
-pub use tenant::Tenant;
 pub use shape::{parse_body, parse_query_string, ShapeError, ShapeOptions};
+pub use tenant::Tenant;
 pub use time::{format_duration, parse_duration, parse_time, Millis, TimeError};

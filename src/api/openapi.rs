@@ -8,7 +8,9 @@ use axum::Json;
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{analytics, console, events, metrics, misc, prometheus, queries, schemas, statements};
+use super::{
+    alerts, analytics, console, events, metrics, misc, prometheus, queries, schemas, statements,
+};
 
 /// The document.
 #[derive(OpenApi)]
@@ -65,6 +67,10 @@ use super::{analytics, console, events, metrics, misc, prometheus, queries, sche
         prometheus::exemplars_post,
         prometheus::rules,
         prometheus::alerts,
+        alerts::list,
+        alerts::by_key,
+        alerts::sinks,
+        alerts::decisions,
     ),
     components(schemas(events::QueryFields)),
     tags(
@@ -73,6 +79,7 @@ use super::{analytics, console, events, metrics, misc, prometheus, queries, sche
         (name = "rules", description = "rule definitions"),
         (name = "events", description = "adding events"),
         (name = "decisions", description = "check and add_and_check"),
+        (name = "alerts", description = "alerts of rules turning to deny, and their sinks"),
         (name = "event store", description = "stored events and analytics"),
         (name = "schemas", description = "per-type JSON Schemas for event validation"),
         (name = "prometheus", description = "the Prometheus-compatible query API (Grafana's datasource URL: /prometheus)"),

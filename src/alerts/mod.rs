@@ -1,0 +1,281 @@
+//! Alerts (SPEC section 9, seed 000): when a rule's decision for a key turns from allow to
+//! deny, an alert is recorded; when it decides allow again, the alert is resolved. One alert
+//! per episode, with an id from a per-account counter that starts at 0.
+//!
+//! # Layout
+//! - this file: [`Alerts`], the open episodes and the counters, and [`Alerts::observe`],
+//!   which turns a decision into the meta writes of its alert changes.
+//! - [`record`]: the alert record and its keys in the store's meta data.
+//! - [`config`]: the `[alerts]` section.
+//! - [`store`]: listing alerts, and restoring the counters and episodes on start.
+//! - [`sinks`]: one task per sink reading the durable outbox from its cursor.
+//! - [`resp`]: a small RESP client (SELECT, EVAL, HGETALL) over a TCP stream.
+//! - [`redis`], [`webhook`]: the two sinks.
+//! - [`decision_log`]: the recent decisions of `GET /api/decisions`, written off the path.
+//!
+//! # Durability and order
+//! `observe` runs under the engine's locks of the deciding event (see
+//! [`weir_rules::RuleSet::add_and_check_with`]), so decisions of one (rule, key) reach it in
+//! the order they were made. When a decision changes an episode, it takes the commit lock,
+//! allocates the id and the outbox number, and returns the meta writes with the lock held
+//! ([`Pending`]); the caller submits them to the log in the same group as the event (or alone,
+//! for `check`) and only then lets the lock go. So groups reach the log in id order: after a
+//! crash the stored ids have no gap, and the counters restart at the stored maximum + 1.
+//!
+//! The path of a decision that changes nothing is one atomic load when no episode is open
+//! anywhere and every rule allows, else one read-locked map lookup per rule.
+
+pub mod config;
+pub mod decision_log;
+pub mod record;
+pub mod redis;
+pub mod resp;
+pub mod sinks;
+pub mod store;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use tokio::sync::Notify;
+use weir_core::format_duration;
+use weir_rules::{Decision, Verdict};
+
+pub use config::AlertsConfig;
+pub use record::{Alert, Change, OutboxEntry};
+
+/// The episode of one (account, project, rule, key) while it is open.
+type EpisodeKey = String;
+
+fn episode_key(account: &str, project: &str, rule: &str, key: &str) -> EpisodeKey {
+    format!("{account}\u{0}{project}\u{0}{rule}\u{0}{key}")
+}
+
+/// What the commit lock guards: the counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// The next alert id of each account.
+    next_id: HashMap<String, u64>,
+    /// The next outbox number.
+    next_outbox: u64,
+}
+
+/// Alerts of every account: open episodes, id counters, the sinks' wake-ups and the
+/// decision log. One per server, shared by the apps of every project.
+pub struct Alerts {
+    cfg: AlertsConfig,
+    /// Open episodes, by (account, project, rule, key).
+    open: RwLock<HashMap<EpisodeKey, Alert>>,
+    /// How many are open (the fast path's check).
+    open_count: AtomicUsize,
+    /// Held from allocating an id until its meta is submitted to the log.
+    commit: Mutex<Counters>,
+    /// A copy of `next_outbox` for the sinks' backlog.
+    outbox_next: AtomicU64,
+    /// One per running sink.
+    wakers: RwLock<Vec<Arc<Notify>>>,
+    /// Delivery counters of the sinks.
+    pub(crate) sink_stats: sinks::SinkRegistry,
+    /// Recent decisions.
+    decisions: decision_log::DecisionLog,
+}
+
+/// The meta writes of a decision's alert changes, with the commit lock held: submit
+/// [`Pending::take_meta`] to the log, then drop this (which wakes the sinks).
+pub struct Pending<'a> {
+    alerts: &'a Alerts,
+    meta: Vec<(String, Vec<u8>)>,
+    _commit: MutexGuard<'a, Counters>,
+}
+
+impl Pending<'_> {
+    /// The meta key/values to write with the deciding event.
+    pub fn take_meta(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.meta)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.alerts.wake();
+    }
+}
+
+/// A transition found under the read lock.
+enum Transition {
+    Fire(usize, String),
+    Resolve(EpisodeKey),
+}
+
+impl Alerts {
+    /// No episodes yet; call [`store::restore`] before the first decision.
+    pub fn new(cfg: AlertsConfig) -> Self {
+        let decisions = decision_log::DecisionLog::new(cfg.decision_log, cfg.decision_log_queue);
+        Self {
+            cfg,
+            open: RwLock::new(HashMap::new()),
+            open_count: AtomicUsize::new(0),
+            commit: Mutex::new(Counters::default()),
+            outbox_next: AtomicU64::new(0),
+            wakers: RwLock::new(Vec::new()),
+            sink_stats: Default::default(),
+            decisions,
+        }
+    }
+
+    /// The `[alerts]` configuration.
+    pub fn cfg(&self) -> &AlertsConfig {
+        &self.cfg
+    }
+
+    /// The decision log.
+    pub fn decisions(&self) -> &decision_log::DecisionLog {
+        &self.decisions
+    }
+
+    /// How many episodes are open.
+    pub fn open_count(&self) -> usize {
+        self.open_count.load(Ordering::SeqCst)
+    }
+
+    /// The outbox number the next change will get.
+    pub fn outbox_next(&self) -> u64 {
+        self.outbox_next.load(Ordering::SeqCst)
+    }
+
+    fn wake(&self) {
+        for w in self.wakers.read().iter() {
+            w.notify_one();
+        }
+    }
+
+    fn add_waker(&self) -> Arc<Notify> {
+        let n = Arc::new(Notify::new());
+        self.wakers.write().push(n.clone());
+        n
+    }
+
+    /// Turn a decision about an event of `account`/`project` into alert changes. Call it
+    /// under the engine's locks of the decision (so decisions of one key come in order),
+    /// only once the log takes writes (the returned meta must be written). `event_id` is the
+    /// event's id for add_and_check, `None` for check.
+    pub fn observe(
+        &self,
+        account: &str,
+        project: &str,
+        decision: &Decision,
+        event_id: Option<u64>,
+        now_ms: i64,
+    ) -> Option<Pending<'_>> {
+        if self.open_count.load(Ordering::SeqCst) == 0 && decision.allowed {
+            return None;
+        }
+        let mut found = Vec::new();
+        {
+            let open = self.open.read();
+            for (i, rd) in decision.rules.iter().enumerate() {
+                let key = record::key_text(&rd.key);
+                let ek = episode_key(account, project, &rd.rule, &key);
+                match (rd.decision, open.contains_key(&ek)) {
+                    (Verdict::Deny, false) => found.push(Transition::Fire(i, key)),
+                    (Verdict::Allow, true) => found.push(Transition::Resolve(ek)),
+                    _ => {}
+                }
+            }
+        }
+        if found.is_empty() {
+            return None;
+        }
+        // Under the engine's locks of these keys nothing else changes their episodes.
+        let mut commit = self.commit.lock();
+        let mut open = self.open.write();
+        let mut meta = Vec::with_capacity(found.len() * 2 + 1);
+        for t in found {
+            let (change, alert) = match t {
+                Transition::Fire(i, key) => {
+                    let rd = &decision.rules[i];
+                    let next = commit.next_id.entry(account.to_string()).or_insert(0);
+                    let alert = Alert {
+                        id: *next,
+                        event_type: "comparator".into(),
+                        account_id: account.into(),
+                        project_id: project.into(),
+                        dimension: rd.rule.clone(),
+                        key: key.clone(),
+                        key_fields: rd.key.clone(),
+                        calculated_value: rd.value.clone(),
+                        threshold: rd.threshold,
+                        window: rd.window_ms.map(format_duration),
+                        created_at: now_ms,
+                        resolved_at: None,
+                        event_id,
+                    };
+                    *next += 1;
+                    open.insert(episode_key(account, project, &rd.rule, &key), alert.clone());
+                    (Change::Fired, alert)
+                }
+                Transition::Resolve(ek) => {
+                    let Some(mut alert) = open.remove(&ek) else {
+                        continue;
+                    };
+                    alert.resolved_at = Some(now_ms);
+                    (Change::Resolved, alert)
+                }
+            };
+            metrics::counter!("weir_alerts_total", "change" => change.as_str()).increment(1);
+            let body = serde_json::to_vec(&alert).unwrap_or_default();
+            meta.push((record::alert_key(account, alert.id), body));
+            let entry = OutboxEntry { change, alert };
+            let seq = commit.next_outbox;
+            commit.next_outbox += 1;
+            meta.push((
+                record::outbox_key(seq),
+                serde_json::to_vec(&entry).unwrap_or_default(),
+            ));
+        }
+        meta.push((
+            record::OUTBOX_NEXT.to_string(),
+            commit.next_outbox.to_be_bytes().to_vec(),
+        ));
+        self.outbox_next.store(commit.next_outbox, Ordering::SeqCst);
+        self.open_count.store(open.len(), Ordering::SeqCst);
+        metrics::gauge!("weir_alerts_open").set(open.len() as f64);
+        drop(open);
+        Some(Pending {
+            alerts: self,
+            meta,
+            _commit: commit,
+        })
+    }
+
+    /// Put back what the store holds (on start): the counters and the open episodes.
+    fn restored(&self, next_id: HashMap<String, u64>, open: Vec<Alert>, next_outbox: u64) {
+        let mut commit = self.commit.lock();
+        commit.next_id = next_id;
+        commit.next_outbox = next_outbox;
+        self.outbox_next.store(next_outbox, Ordering::SeqCst);
+        let mut map = self.open.write();
+        map.clear();
+        for a in open {
+            map.insert(
+                episode_key(&a.account_id, &a.project_id, &a.dimension, &a.key),
+                a,
+            );
+        }
+        self.open_count.store(map.len(), Ordering::SeqCst);
+        metrics::gauge!("weir_alerts_open").set(map.len() as f64);
+    }
+}
+
+/// On start, once the query state is restored and before any decision: restore the alerts
+/// from the store, start the sinks and the decision log's writer.
+pub async fn start(app: &Arc<crate::app::App>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let alerts = app.alerts().clone();
+    app.blocking(move |cx| store::restore(&alerts, cx.store()))
+        .await?;
+    let mut tasks = sinks::start(app.alerts(), app.store());
+    tasks.extend(app.alerts().decisions().start(app.store().clone()));
+    Ok(tasks)
+}
