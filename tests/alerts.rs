@@ -7,7 +7,6 @@
 
 mod common;
 
-#[allow(dead_code)]
 #[path = "../src/alerts/resp.rs"]
 mod resp;
 

@@ -72,7 +72,7 @@ fn page_of(mut all: Vec<Alert>, f: &AlertFilter) -> ApiResult<AlertPage> {
     }
     let page = f.page.unwrap_or(1).max(1);
     all.retain(|a| f.matches(a));
-    all.sort_by(|a, b| b.id.cmp(&a.id));
+    all.sort_by_key(|a| std::cmp::Reverse(a.id));
     let total = all.len() as u64;
     let skip = (page - 1).saturating_mul(limit) as usize;
     let alerts = all.into_iter().skip(skip).take(limit as usize).collect();
