@@ -25,8 +25,10 @@ pub struct AlertsConfig {
     /// Whether decisions are recorded for `GET /api/decisions` (default true).
     pub decision_log: bool,
     /// The Redis sink (`[alerts.redis]`), off unless given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisSinkConfig>,
     /// The webhook sink (`[alerts.webhook]`), off unless given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookSinkConfig>,
 }
 
