@@ -279,3 +279,116 @@ pub async fn start(app: &Arc<crate::app::App>) -> anyhow::Result<Vec<tokio::task
     tasks.extend(app.alerts().decisions().start(app.store().clone()));
     Ok(tasks)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use weir_rules::RuleDecision;
+
+    fn decision(rule: &str, user: &str, deny: bool, value: i64) -> Decision {
+        let serde_json::Value::Object(key) = json!({ "user": user }) else {
+            unreachable!()
+        };
+        Decision {
+            allowed: !deny,
+            rules: vec![RuleDecision {
+                rule: rule.into(),
+                key,
+                value: Some(json!(value)),
+                threshold: Some(2.0),
+                window_ms: Some(60_000),
+                window_start: None,
+                window_end: None,
+                decision: if deny { Verdict::Deny } else { Verdict::Allow },
+            }],
+        }
+    }
+
+    fn changes(p: Option<Pending<'_>>) -> Vec<(String, OutboxEntry)> {
+        let Some(mut p) = p else {
+            return Vec::new();
+        };
+        p.take_meta()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(record::OUTBOX))
+            .map(|(k, v)| (k, serde_json::from_slice(&v).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn one_alert_per_episode_with_ids_per_account() {
+        let a = Alerts::new(AlertsConfig::default());
+        assert!(a
+            .observe("acme", "p", &decision("r", "ann", false, 1), Some(1), 10)
+            .is_none());
+        let fired = changes(a.observe("acme", "p", &decision("r", "ann", true, 3), Some(2), 11));
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].0, record::outbox_key(0));
+        let e = &fired[0].1;
+        assert_eq!(
+            (e.change, e.alert.id, e.alert.key.as_str()),
+            (Change::Fired, 0, "user=ann")
+        );
+        assert_eq!((e.alert.event_id, e.alert.created_at), (Some(2), 11));
+        assert_eq!(e.alert.calculated_value, Some(json!(3)));
+        assert_eq!(e.alert.window.as_deref(), Some("1min"));
+        // More denies of the open episode change nothing; another account counts from 0.
+        assert!(a
+            .observe("acme", "p", &decision("r", "ann", true, 4), Some(3), 12)
+            .is_none());
+        let other = changes(a.observe("zeta", "p", &decision("r", "ann", true, 3), None, 12));
+        assert_eq!(
+            (other[0].1.alert.id, other[0].0.as_str()),
+            (0, record::outbox_key(1).as_str())
+        );
+        assert_eq!(a.open_count(), 2);
+        let resolved =
+            changes(a.observe("acme", "p", &decision("r", "ann", false, 1), Some(4), 13));
+        assert_eq!(resolved[0].1.change, Change::Resolved);
+        assert_eq!(resolved[0].1.alert.resolved_at, Some(13));
+        assert_eq!(resolved[0].1.alert.id, 0);
+        let again = changes(a.observe("acme", "p", &decision("r", "ann", true, 3), Some(5), 14));
+        assert_eq!(again[0].1.alert.id, 1);
+        assert_eq!(a.outbox_next(), 4);
+    }
+
+    #[test]
+    fn the_meta_of_a_change_names_the_alert_and_the_outbox_number() {
+        let a = Alerts::new(AlertsConfig::default());
+        let mut p = a
+            .observe("acme", "p", &decision("r", "ann", true, 3), Some(2), 11)
+            .unwrap();
+        let keys: Vec<String> = p.take_meta().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                record::alert_key("acme", 0),
+                record::outbox_key(0),
+                record::OUTBOX_NEXT.to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn restored_counters_and_episodes_continue() {
+        let a = Alerts::new(AlertsConfig::default());
+        let mut open = changes(a.observe("acme", "p", &decision("r", "ann", true, 3), None, 1))
+            .remove(0)
+            .1
+            .alert;
+        open.id = 6;
+        let b = Alerts::new(AlertsConfig::default());
+        b.restored(HashMap::from([("acme".to_string(), 7)]), vec![open], 9);
+        assert!(b
+            .observe("acme", "p", &decision("r", "ann", true, 3), None, 2)
+            .is_none());
+        let next = changes(b.observe("acme", "p", &decision("r", "bob", true, 3), None, 2));
+        assert_eq!(
+            (next[0].1.alert.id, next[0].0.clone()),
+            (7, record::outbox_key(9))
+        );
+        let res = changes(b.observe("acme", "p", &decision("r", "ann", false, 1), None, 3));
+        assert_eq!(res[0].1.alert.id, 6);
+    }
+}
