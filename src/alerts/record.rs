@@ -61,8 +61,7 @@ pub struct Alert {
     /// The rule's group key as an object.
     #[schema(value_type = Object)]
     pub key_fields: Map<String, Value>,
-    /// The compared value of the first denying decision.
-    #[schema(value_type = Option<Object>)]
+    /// The compared value of the first denying decision (a number, or any JSON value).
     pub calculated_value: Option<Value>,
     /// The threshold it was compared against.
     pub threshold: Option<f64>,
