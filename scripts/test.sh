@@ -17,9 +17,11 @@ cargo fmt --all --check
 echo "==> lints"
 cargo clippy --workspace --all-targets -- -D warnings
 
-echo "==> brokers"
+echo "==> brokers and Redis"
 source scripts/brokers.sh
 trap 'weir_brokers_cleanup; weir_cassandra_cleanup' EXIT
+source scripts/redis.sh    # Redis for the alert sink's tests (WEIR_TEST_REDIS)
+trap 'weir_redis_cleanup; weir_brokers_cleanup; weir_cassandra_cleanup' EXIT
 source scripts/prometheus.sh
 weir_cassandra_ready
 

@@ -50,6 +50,9 @@ pub struct Node {
     clock: Arc<dyn Clock>,
     /// Field keys and 48 h stats of every accepted event (seeds 001, 003), fed by the log.
     insights: InsightsFeed,
+    /// Alerts of every account (shared by all tenants: ids are per account), their sinks, and
+    /// the decision log.
+    alerts: Arc<crate::alerts::Alerts>,
 }
 
 impl Node {
@@ -65,8 +68,10 @@ impl Node {
         if !log.on_written(insights.hook()) {
             tracing::warn!("the log writer feeds other analytics already; these stay empty");
         }
+        let alerts = Arc::new(crate::alerts::Alerts::new(cfg.alerts.clone()));
         Self {
             cfg,
+            alerts,
             store,
             log,
             next_seq: AtomicU64::new(last_seq + 1),
@@ -84,6 +89,11 @@ impl Node {
     /// Wall clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Alerts of every account, their sinks, and the decision log.
+    pub fn alerts(&self) -> &Arc<crate::alerts::Alerts> {
+        &self.alerts
     }
 
     /// The node's whole store (every tenant's data): for what is the node's, not a tenant's
@@ -305,6 +315,11 @@ impl App {
         &self.decision_series
     }
 
+    /// Alerts of every account, their sinks, and the decision log (the node's).
+    pub fn alerts(&self) -> &Arc<crate::alerts::Alerts> {
+        &self.node.alerts
+    }
+
     /// Take the statement lock: DSL statements apply one at a time, so the catalogue and the
     /// engine change together (taken by `catalog::apply` and the drops).
     pub async fn lock_statements(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -518,9 +533,16 @@ impl App {
         let _gate = self.node.submitting.read();
         let mut denied = false;
         let started = std::time::Instant::now();
-        let (event_id, decision) = self.rules.add_and_check(&event, |d| {
-            denied = d;
-            self.next_id()
+        let now = self.node.clock.now_ms();
+        // Alert changes are found under the decision's locks (see `crate::alerts`).
+        let ((event_id, mut alerted), decision) = self.rules.add_and_check_with(&event, |d| {
+            denied = !d.allowed;
+            let id = self.next_id();
+            let alerted =
+                self.node
+                    .alerts
+                    .observe(&event.account, &event.project, d, Some(id), now);
+            (id, alerted)
         });
         metrics::histogram!("weir_decision_duration_seconds", "call" => "add_and_check")
             .record(started.elapsed().as_secs_f64());
@@ -534,24 +556,66 @@ impl App {
             self.counters.denied.increment(1);
             self.counters.dropped_denied.increment(1);
         }
+        self.node.alerts.decisions().record(
+            "add_and_check",
+            &event.account,
+            &event.project,
+            event_id,
+            Some(event_id),
+            &decision,
+            now,
+        );
         let record = LogRecord {
             seq: event_id,
             event,
             denied,
         };
+        // The alert changes go in the event's group; their lock is let go once queued.
+        let meta = alerted.as_mut().map(|a| a.take_meta()).unwrap_or_default();
+        let receipt = self.node.log.submit(vec![record], meta);
+        drop(alerted);
         Ok(Checked {
             decision,
             event_id,
-            receipt: self.node.log.submit(vec![record], Vec::new()),
+            receipt,
         })
     }
 
     /// Decide from the current state without adding the event.
     pub fn check(&self, event: &Event) -> Decision {
         let started = std::time::Instant::now();
-        let decision = self.rules.check(event);
+        let now = self.node.clock.now_ms();
+        // Alert changes need the log (their meta is written alone); without it they wait
+        // for a later decision.
+        let logging = self.node.log.health().check().is_ok();
+        let (alerted, decision) = self.rules.check_with(event, |d| {
+            logging
+                .then(|| {
+                    self.node.alerts.observe(
+                        &self.tenant.account,
+                        &self.tenant.project,
+                        d,
+                        None,
+                        now,
+                    )
+                })
+                .flatten()
+        });
         metrics::histogram!("weir_decision_duration_seconds", "call" => "check")
             .record(started.elapsed().as_secs_f64());
+        if let Some(mut a) = alerted {
+            // Nobody waits for it: a check answers from memory.
+            drop(self.node.log.submit(Vec::new(), a.take_meta()));
+        }
+        self.node.alerts.decisions().record(
+            "check",
+            &self.tenant.account,
+            &self.tenant.project,
+            self.last_seq(),
+            None,
+            &decision,
+            now,
+        );
         decision
     }
 

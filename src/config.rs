@@ -79,6 +79,8 @@ pub struct ServeConfig {
     /// The Kafka input (`[kafka]`, or `--kafka-brokers … --kafka-topic … --kafka-group …`).
     #[serde(skip_serializing)]
     pub kafka: Option<KafkaConfig>,
+    /// Alert sinks and the decision log (`[alerts]`, see `crate::alerts::config`).
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 impl Default for ServeConfig {
@@ -103,6 +105,7 @@ impl Default for ServeConfig {
             udp: None,
             amqp: None,
             kafka: None,
+            alerts: Default::default(),
         }
     }
 }
@@ -148,7 +151,7 @@ impl AuthConfig {
 }
 
 /// The input sections; their keys come from the `weir-inputs` config types.
-const SECTIONS: [&str; 5] = ["udp", "amqp", "kafka", "cassandra", "auth"];
+const SECTIONS: [&str; 6] = ["udp", "amqp", "kafka", "cassandra", "auth", "alerts"];
 
 impl ServeConfig {
     /// Load the layers: defaults, then the TOML file if given, then `WEIR_*` variables.
@@ -275,7 +278,7 @@ pub fn redact_url(s: &str) -> String {
 }
 
 /// Durations written like the query language's: `"10s"`, `"5min"`, `"500ms"`.
-mod humantime_ms {
+pub(crate) mod humantime_ms {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

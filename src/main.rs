@@ -17,6 +17,7 @@
 //! - [`ddl`]: what statements fail with, apart from HTTP.
 //! - [`shapes`]: JSON shapes shared by the API and statement results.
 //! - [`insights`], [`backfills`], [`decisions`]: what the app keeps besides the engine.
+//! - [`alerts`]: alerts, their sinks (Redis, webhook) and the decision log.
 //! - [`sink`]: the inputs (UDP, AMQP, Kafka) feeding the app.
 //! - [`client`]: the client subcommands (on the `weir-client` crate).
 //! - [`progress`]: progress bars of the client subcommands.
@@ -24,6 +25,7 @@
 //! - [`bench`]: the open-loop load generator.
 
 mod access;
+mod alerts;
 mod api;
 mod app;
 mod backfill;

@@ -48,6 +48,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         "state restored"
     );
 
+    let alert_tasks = crate::alerts::start(hub.node()).await?;
+
     let listener = TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
@@ -63,6 +65,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         let _ = input.await;
     }
     checkpointer.abort();
+    alert_tasks.iter().for_each(|t| t.abort());
     tracing::info!("shutting down: flushing the log and the query state");
     crate::recovery::flush_all(&hub).await?;
     Ok(())

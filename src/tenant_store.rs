@@ -105,6 +105,23 @@ impl Storage for TenantStore {
         self.inner.meta_prune(&self.name(prefix), remove)
     }
 
+    fn meta_scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let after = after.map(|a| self.name(a));
+        let rows = self
+            .inner
+            .meta_scan(&self.name(prefix), after.as_deref(), limit)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(k, _)| self.own(k).is_some())
+            .map(|(k, v)| (k[self.prefix.len()..].to_string(), v))
+            .collect())
+    }
+
     fn last_seq(&self) -> Result<u64> {
         self.inner.last_seq()
     }

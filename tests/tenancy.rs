@@ -534,7 +534,11 @@ async fn keys_rotate_without_downtime_survive_a_restart_and_only_admins_manage_t
     s.terminate();
     s.restart().await;
     let (st, r) = json_call(&s, "GET", "/api/queries/n/result", &key3, None).await;
-    assert_eq!((st, r["rows"][0]["values"]["n"].clone()), (200, json!(1)), "{r}");
+    assert_eq!(
+        (st, r["rows"][0]["values"]["n"].clone()),
+        (200, json!(1)),
+        "{r}"
+    );
     let (st, _, _) = call(&s, "GET", "/api/queries", Some(&key2), None).await;
     assert_eq!(st, 401, "a retired key works again after a restart");
     let (st, _) = json_call(&s, "GET", "/api/whoami", &key_g, None).await;

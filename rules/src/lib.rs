@@ -285,20 +285,40 @@ impl RuleSet {
 
     /// Decide from the current state, without the event, and add nothing.
     pub fn check(&self, event: &Event) -> Decision {
+        self.check_with(event, |_| ()).1
+    }
+
+    /// [`RuleSet::check`], calling `then(&decision)` once under the same locks: decisions
+    /// of one (rule, key) reach `then` in the order they were made.
+    pub fn check_with<R>(&self, event: &Event, then: impl FnOnce(&Decision) -> R) -> (R, Decision) {
         let rules = self.rules.read();
-        self.engine.locked(event, |lk| decide(&rules, lk, false))
+        self.engine.locked(event, |lk| {
+            let d = decide(&rules, lk, false);
+            (then(&d), d)
+        })
     }
 
     /// Decide on the state including the event; add it to every matching query only if
     /// allowed. `seq(denied)` runs once under the locks and returns the event id.
     pub fn add_and_check(&self, event: &Event, seq: impl FnOnce(bool) -> u64) -> (u64, Decision) {
+        self.add_and_check_with(event, |d| seq(!d.allowed))
+    }
+
+    /// [`RuleSet::add_and_check`], with `then(&decision)` in place of `seq`: it runs once
+    /// under the locks, after the event was applied (if allowed), so decisions of one
+    /// (rule, key) reach it in the order they were made (alerts rely on that).
+    pub fn add_and_check_with<R>(
+        &self,
+        event: &Event,
+        then: impl FnOnce(&Decision) -> R,
+    ) -> (R, Decision) {
         let rules = self.rules.read();
         self.engine.locked(event, |lk| {
             let d = decide(&rules, lk, true);
             if d.allowed {
                 lk.apply();
             }
-            (seq(!d.allowed), d)
+            (then(&d), d)
         })
     }
 }

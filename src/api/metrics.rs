@@ -178,6 +178,27 @@ fn describe() {
         "weir_backfill_running",
         "1 while a query is being backfilled"
     );
+    describe_counter!(
+        "weir_alerts_total",
+        "Alert changes recorded, by change (fired: a rule and key turned to deny; resolved: it allowed again)"
+    );
+    describe_gauge!("weir_alerts_open", "Alert episodes open, every account");
+    describe_counter!(
+        "weir_alert_sink_deliveries_total",
+        "Delivery attempts of alert changes, by sink and outcome (ok, error)"
+    );
+    describe_gauge!(
+        "weir_alert_sink_backlog",
+        "Alert changes in the outbox a sink has not delivered yet"
+    );
+    describe_counter!(
+        "weir_decision_log_written_total",
+        "Decisions written to the decision log"
+    );
+    describe_counter!(
+        "weir_decision_log_dropped_total",
+        "Decisions not logged: the writer's queue was full, or the store failed"
+    );
 }
 
 /// Middleware: time every request, labelled by its route template (`/api/queries/{name}`,

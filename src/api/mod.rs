@@ -7,6 +7,7 @@
 //! - [`queries`]: query and rule definitions, results.
 //! - [`schemas`]: per-type JSON Schemas for event validation.
 //! - [`decision`]: a rules decision as JSON.
+//! - [`alerts`]: alerts, their sinks' status, and the decision log.
 //! - [`analytics`]: the event store and analytics (events listing, JSON query, stats, keys).
 //! - [`metrics`]: `/metrics` for Prometheus, and the request-latency middleware.
 //! - [`prometheus`]: the Prometheus-compatible query API under `/prometheus/api/v1/…`.
@@ -16,6 +17,7 @@
 //! - [`openapi`]: `/api/openapi.json`, generated from the handlers' annotations.
 
 pub mod access;
+pub mod alerts;
 pub mod analytics;
 pub mod console;
 pub mod decision;
@@ -160,6 +162,22 @@ pub fn routes() -> Vec<RouteDef> {
                 ("GET", "?evtname=…&…: check (seed 002 form); ?id=N: check the stored event N"),
             ],
             post(events::post_event).get(events::get_event),
+        ),
+        def(
+            "/api/alerts",
+            &[("GET", "alerts, newest first: rule (or dimension), key, state=open|resolved, from, to, page, limit")],
+            get(alerts::list),
+        ),
+        def("/api/alerts/sinks", &[("GET", "the alert sinks: deliveries, failures, last error, backlog")], get(alerts::sinks)),
+        def(
+            "/api/alerts/{project}/{dimension}/{key}",
+            &[("GET", "the alerts of one rule (dimension) and key (seed 000)")],
+            get(alerts::by_key),
+        ),
+        def(
+            "/api/decisions",
+            &[("GET", "recent decisions with their rules' values: rule, key, decision=allow|deny, limit")],
+            get(alerts::decisions),
         ),
     ]
 }

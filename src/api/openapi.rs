@@ -9,7 +9,8 @@ use serde_json::Value;
 use utoipa::OpenApi;
 
 use super::{
-    access, analytics, console, events, metrics, misc, prometheus, queries, schemas, statements,
+    access, alerts, analytics, console, events, metrics, misc, prometheus, queries, schemas,
+    statements,
 };
 
 /// The document.
@@ -71,6 +72,10 @@ use super::{
         prometheus::exemplars_post,
         prometheus::rules,
         prometheus::alerts,
+        alerts::list,
+        alerts::by_key,
+        alerts::sinks,
+        alerts::decisions,
     ),
     components(schemas(events::QueryFields, access::NewKey)),
     modifiers(&KeyScheme),
@@ -80,6 +85,7 @@ use super::{
         (name = "rules", description = "rule definitions"),
         (name = "events", description = "adding events"),
         (name = "decisions", description = "check and add_and_check"),
+        (name = "alerts", description = "alerts of rules turning to deny, and their sinks"),
         (name = "event store", description = "stored events and analytics"),
         (name = "schemas", description = "per-type JSON Schemas for event validation"),
         (name = "prometheus", description = "the Prometheus-compatible query API (Grafana's datasource URL: /prometheus)"),

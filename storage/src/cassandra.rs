@@ -511,6 +511,36 @@ impl Storage for CassandraStore {
         self.run(move |inner| async move { inner.exec(&inner.ps.meta_put, (key, value)).await })
     }
 
+    fn meta_scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        // The keys under `prefix` are one clustering range of the meta partition; the page
+        // starts at `after` (skipped itself) or at the prefix.
+        let prefix = prefix.to_string();
+        let after = after.filter(|a| *a >= prefix.as_str()).map(str::to_string);
+        let from = after.clone().unwrap_or_else(|| prefix.clone());
+        self.run(move |inner| async move {
+            let pager = inner
+                .session
+                .execute_iter(inner.ps.meta_from.clone(), (from.as_str(),))
+                .await
+                .map_err(backend_err)?;
+            pager
+                .rows_stream::<(String, Option<Vec<u8>>)>()
+                .map_err(backend_err)?
+                .map_err(backend_err)
+                .try_filter(|(k, _)| std::future::ready(Some(k) != after.as_ref()))
+                .try_take_while(|(k, _)| std::future::ready(Ok(k.starts_with(prefix.as_str()))))
+                .take(limit)
+                .map_ok(|(k, v)| (k, v.unwrap_or_default()))
+                .try_collect()
+                .await
+        })
+    }
+
     fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune> {
         // The keys under `prefix` are one clustering range of the meta partition.
         let from = prefix.to_string();

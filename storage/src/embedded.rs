@@ -351,6 +351,33 @@ impl Storage for EmbeddedStore {
         self.meta.insert(key, value).map_err(be)
     }
 
+    fn meta_scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        // Keys are ordered bytes: the page is the range (after, end of prefix).
+        let from = match after {
+            Some(a) if a >= prefix => std::ops::Bound::Excluded(a.as_bytes().to_vec()),
+            _ => std::ops::Bound::Included(prefix.as_bytes().to_vec()),
+        };
+        let mut out = Vec::new();
+        for kv in self.meta.range((from, std::ops::Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv.map_err(be)?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let key =
+                String::from_utf8(k.to_vec()).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            out.push((key, v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune> {
         // Deleted in batches, so a large backlog never sits in memory at once.
         const CHUNK: usize = 4096;

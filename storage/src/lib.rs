@@ -226,6 +226,15 @@ pub trait Storage: Send + Sync + 'static {
     /// removed and how many remain under `prefix`.
     fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune>;
 
+    /// Up to `limit` meta key/values whose key starts with `prefix`, in key order, starting
+    /// after the key `after` when given (the last key of the previous page).
+    fn meta_scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
+
     /// The highest seq in the log; 0 when the log is empty.
     fn last_seq(&self) -> Result<u64>;
 

@@ -70,6 +70,7 @@ all_backends!(
     catalogue_put_list_delete,
     meta_is_written_with_the_append,
     meta_prune_removes_only_what_it_is_told_under_its_prefix,
+    meta_scan_pages_a_prefix_in_key_order,
     scan_seq_after_reopen,
     decisions_newest_first,
     newest_event_ts_per_types,
@@ -404,6 +405,49 @@ fn meta_prune_removes_only_what_it_is_told_under_its_prefix(b: &dyn Backend) {
     assert_eq!(s.meta_get("kafka/g/t/0").unwrap(), Some(at(0)));
     let again = s.meta_prune("amqp/q/", &older(4500)).unwrap();
     assert_eq!((again.removed, again.kept), (0, 500));
+}
+
+fn meta_scan_pages_a_prefix_in_key_order(b: &dyn Backend) {
+    let s = b.open();
+    let key = |a: &str, i: u64| format!("alerts/{a}/{i:020}");
+    let mut meta: Vec<(String, Vec<u8>)> = (0..25u64)
+        .map(|i| (key("acme", i), i.to_be_bytes().to_vec()))
+        .collect();
+    // Neighbours on both sides of the prefix, which a scan must never return.
+    meta.push(("alerts/acma/x".into(), b"before".to_vec()));
+    meta.push(("alerts/acme0".into(), b"no slash".to_vec()));
+    meta.push(("alerts/acmf/x".into(), b"after".to_vec()));
+    s.append(&[], &meta).unwrap();
+    s.meta_put(&key("acme", 25), b"put alone").unwrap();
+
+    let prefix = "alerts/acme/";
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s.meta_scan(prefix, after.as_deref(), 7).unwrap();
+        assert!(page.len() <= 7);
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().0.clone());
+        got.extend(page);
+    }
+    let keys: Vec<String> = got.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, (0..26).map(|i| key("acme", i)).collect::<Vec<_>>());
+    assert_eq!(got[3].1, 3u64.to_be_bytes().to_vec());
+    assert_eq!(got[25].1, b"put alone".to_vec());
+    // A page from the middle, a limit of zero, an empty prefix range.
+    let mid = s.meta_scan(prefix, Some(&key("acme", 23)), 100).unwrap();
+    assert_eq!(mid.len(), 2);
+    assert!(s.meta_scan(prefix, None, 0).unwrap().is_empty());
+    assert!(s.meta_scan("alerts/nobody/", None, 10).unwrap().is_empty());
+    // Overwriting a key keeps one entry with the new value.
+    s.meta_put(&key("acme", 0), b"resolved").unwrap();
+    let first = s.meta_scan(prefix, None, 1).unwrap();
+    assert_eq!(first, vec![(key("acme", 0), b"resolved".to_vec())]);
+    drop(s);
+    let s = b.open();
+    assert_eq!(s.meta_scan(prefix, None, 100).unwrap().len(), 26);
 }
 
 fn scan_seq_after_reopen(b: &dyn Backend) {

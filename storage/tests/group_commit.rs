@@ -51,6 +51,14 @@ impl Storage for Counting {
     fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune> {
         self.inner.meta_prune(prefix, remove)
     }
+    fn meta_scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner.meta_scan(prefix, after, limit)
+    }
     fn last_seq(&self) -> Result<u64> {
         self.inner.last_seq()
     }
