@@ -131,7 +131,8 @@ pub struct DecisionFilter {
     /// `allow` or `deny`: of the whole decision, or of `rule`'s part when given.
     pub decision: Option<String>,
     /// How many (1..1000; default 100).
-    pub limit: Option<usize>,
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
 }
 
 impl DecisionFilter {

@@ -82,9 +82,11 @@ pub struct AlertFilter {
     /// Created before (unix ms).
     pub to: Option<i64>,
     /// The page (1-based; default 1).
-    pub page: Option<u64>,
+    #[param(maximum = 4294967295_u64)]
+    pub page: Option<u32>,
     /// The page size (1..1000; default 100).
-    pub limit: Option<u64>,
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
 }
 
 impl AlertFilter {

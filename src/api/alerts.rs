@@ -60,7 +60,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
 }
 
 fn page_of(mut all: Vec<Alert>, f: &AlertFilter) -> ApiResult<AlertPage> {
-    let limit = f.limit.unwrap_or(100);
+    let limit = u64::from(f.limit.unwrap_or(100));
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
             "limit must be 1..{MAX_LIMIT}"
@@ -71,7 +71,7 @@ fn page_of(mut all: Vec<Alert>, f: &AlertFilter) -> ApiResult<AlertPage> {
             return Err(ApiError::bad_request("state must be open or resolved"));
         }
     }
-    let page = f.page.unwrap_or(1).max(1);
+    let page = u64::from(f.page.unwrap_or(1).max(1));
     all.retain(|a| f.matches(a));
     all.sort_by_key(|a| std::cmp::Reverse(a.id));
     let total = all.len() as u64;
@@ -148,7 +148,7 @@ pub async fn by_key(
     let f = AlertFilter {
         rule: Some(dimension),
         key: Some(key),
-        limit: Some(MAX_LIMIT),
+        limit: Some(MAX_LIMIT as u32),
         ..Default::default()
     };
     Ok(Json(page_of(tenant_alerts(&app).await?, &f)?))
@@ -194,8 +194,8 @@ pub async fn decisions(
     q: Result<Query<DecisionFilter>, QueryRejection>,
 ) -> ApiResult<Json<DecisionList>> {
     let f = query(q)?;
-    let limit = f.limit.unwrap_or(100);
-    if limit == 0 || limit as u64 > MAX_LIMIT {
+    let limit = u64::from(f.limit.unwrap_or(100));
+    if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
             "limit must be 1..{MAX_LIMIT}"
         )));
@@ -216,7 +216,7 @@ pub async fn decisions(
         .into_iter()
         .filter_map(|(_, json)| serde_json::from_slice::<Value>(&json).ok())
         .filter_map(|v| f.apply(&t.account, &t.project, v))
-        .take(limit)
+        .take(limit as usize)
         .collect();
     Ok(Json(DecisionList { decisions }))
 }
