@@ -168,7 +168,12 @@ async fn an_episode_gives_one_alert_then_its_resolution() {
         2,
         "{allowed}"
     );
-    let (_, checks) = s.get("/api/decisions?key=user%3Dcarl").await;
+    // Recorded behind the decision, like every decision: wait for carl's check too.
+    let checks = eventually(5, "carl's check in the decision log", || async {
+        let (_, d) = s.get("/api/decisions?key=user%3Dcarl").await;
+        (!d["decisions"].as_array().unwrap().is_empty()).then_some(d)
+    })
+    .await;
     assert_eq!(checks["decisions"][0]["call"], "check", "{checks}");
     assert_eq!(s.get("/api/decisions?decision=maybe").await.0, 400);
     let metrics = s.metrics_text().await;
@@ -271,24 +276,39 @@ async fn the_redis_sink_writes_seed_000s_layout_in_each_accounts_db() {
         resp::ok(c.cmd(&[b"FLUSHDB"]).await.unwrap()).unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
+    // Two accounts' keys (the account of an event is its key's), and an admin key for the
+    // sinks' status.
+    let (default_key, acme_key, admin_key) = (
+        "default-key-0123456789",
+        "acme-key-0123456789",
+        "ops-key-0123456789ab",
+    );
+    let keys =
+        format!("default:default:{default_key},acme:default:{acme_key},ops:all:{admin_key}:admin");
     let env = [
         ("WEIR_ALERTS__REDIS__URL", url.as_str()),
         ("WEIR_ALERTS__REDIS__DEFAULT_DB", "7"),
         ("WEIR_ALERTS__REDIS__DBS__ACME", "8"),
+        ("WEIR_API_KEYS", keys.as_str()),
     ];
     let mut s = Server::start_with(dir.path(), &env).await;
-    assert_eq!(s.statements(RULE).await.0, 200);
+    for key in [default_key, acme_key] {
+        s.set_key(Some(key));
+        assert_eq!(s.statements(RULE).await.0, 200);
+    }
     let t0 = now_ms() - 4 * 60_000;
     for i in 0..3 {
+        s.set_key(Some(default_key));
         decide(&s, &login("ann", t0 + i)).await;
         decide(&s, &login("bob", t0 + i)).await;
-        // The body's account puts the event in another account (until API keys decide it).
-        let mut e = login("ann", t0 + i);
-        e["account"] = json!("acme");
-        decide(&s, &e).await;
+        // The same user in another account: that account's own alert and ids.
+        s.set_key(Some(acme_key));
+        decide(&s, &login("ann", t0 + i)).await;
     }
     // ann resolves in the default account.
+    s.set_key(Some(default_key));
     assert_eq!(decide(&s, &login("ann", t0 + 2 * 60_000)).await, "allow");
+    s.set_key(Some(admin_key));
     let status = sinks_idle(&s).await;
     assert_eq!(status["sinks"][0]["name"], "redis");
     assert_eq!(status["sinks"][0]["delivered"], 4, "{status}");
@@ -324,6 +344,7 @@ async fn the_redis_sink_writes_seed_000s_layout_in_each_accounts_db() {
         store.meta_put("alert-sink/redis", b"").unwrap();
     }
     s.restart().await;
+    s.set_key(Some(admin_key));
     let again = sinks_idle(&s).await;
     assert_eq!(again["sinks"][0]["delivered"], 4, "{again}");
     let (ann2, pk) = redis_read(&url, 7, "default:logins:user=ann:0").await;
