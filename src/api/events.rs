@@ -350,7 +350,9 @@ async fn add_and_check_one(app: &App, event: Event) -> ApiResult<DecisionAnswer>
 }
 
 /// Control parameters of the seed 002 form that are not event fields.
-const CONTROL: [&str; 2] = ["result", "id"];
+/// Query-string keys of the seed 002 forms that are not event fields (`api_key`: a key given
+/// in the URL, see [`crate::api::access`], is never stored with the event).
+const CONTROL: [&str; 3] = ["result", "id", "api_key"];
 
 fn flag(qs: &str, name: &str) -> Option<String> {
     qs.split('&').find_map(|p| {
