@@ -33,17 +33,12 @@ use crate::config::ServeConfig;
 use crate::insights::InsightsFeed;
 use crate::store::Store;
 
-/// Everything a request handler needs.
-pub struct App {
+/// What every tenant's app on this node shares: the configuration, the store, the one event
+/// log and its sequence, the clock and the analytics.
+pub struct Node {
     /// The configuration the server runs with.
     cfg: ServeConfig,
-    /// The account and project this app serves.
-    tenant: weir_core::Tenant,
-    /// Queries and their incremental state.
-    engine: Arc<Engine>,
-    /// Rules on top of the engine.
-    rules: RuleSet,
-    /// The store (event log, catalogue, persisted state), reached only off the async workers.
+    /// The node's store, every tenant's data (tenants reach it through their own view).
     store: Store,
     /// The group-commit writer in front of the store's event log.
     log: GroupCommit,
@@ -53,14 +48,80 @@ pub struct App {
     submitting: RwLock<()>,
     /// Wall clock.
     clock: Arc<dyn Clock>,
+    /// Field keys and 48 h stats of every accepted event (seeds 001, 003), fed by the log.
+    insights: InsightsFeed,
+    /// Alerts of every account (shared by the apps of all projects), and the decision log.
+    alerts: Arc<crate::alerts::Alerts>,
+}
+
+impl Node {
+    /// Assemble the node; `last_seq` is the highest event id already in the log.
+    pub fn new(
+        cfg: ServeConfig,
+        store: Store,
+        log: GroupCommit,
+        last_seq: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let cfg_alerts = cfg.alerts.clone();
+        let insights = InsightsFeed::start(crate::insights::empty(&cfg), last_seq);
+        if !log.on_written(insights.hook()) {
+            tracing::warn!("the log writer feeds other analytics already; these stay empty");
+        }
+        Self {
+            cfg,
+            store,
+            log,
+            next_seq: AtomicU64::new(last_seq + 1),
+            submitting: RwLock::new(()),
+            clock,
+            insights,
+            alerts: Arc::new(crate::alerts::Alerts::new(cfg_alerts)),
+        }
+    }
+
+    /// The configuration the server runs with.
+    pub fn cfg(&self) -> &ServeConfig {
+        &self.cfg
+    }
+
+    /// Wall clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Alerts of every account, their sinks, and the decision log.
+    pub fn alerts(&self) -> &Arc<crate::alerts::Alerts> {
+        &self.alerts
+    }
+
+    /// The node's whole store (every tenant's data): for what is the node's, not a tenant's
+    /// (input positions, the log).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Everything a request handler needs: one tenant's queries, rules and schemas, over the
+/// node's log and store (seen through the tenant's view, see [`crate::tenant_store`]).
+pub struct App {
+    /// What every tenant shares.
+    node: Arc<Node>,
+    /// The account and project this app serves.
+    tenant: weir_core::Tenant,
+    /// Queries and their incremental state.
+    engine: Arc<Engine>,
+    /// Rules on top of the engine.
+    rules: RuleSet,
+    /// The tenant's view of the store (event log, catalogue, persisted state), reached only
+    /// off the async workers.
+    store: Store,
     /// Serialises DSL statements so catalogue and engine change together.
     statements: tokio::sync::Mutex<()>,
     /// JSON Schemas by event type; events of those types must satisfy them.
     schemas: RwLock<HashMap<String, Arc<Schema>>>,
     /// Backfills in progress, by query name.
     backfills: crate::backfills::Backfills,
-    /// Field keys and 48 h stats of every accepted event (seeds 001, 003), fed by the log.
-    insights: InsightsFeed,
     /// Stored definitions that could not be restored on start, by (kind, name): the reason.
     /// They stay in the catalogue (listed with status `error`) until replaced or dropped.
     catalog_errors: CatalogErrors,
@@ -68,8 +129,56 @@ pub struct App {
     decision_series: crate::decisions::DecisionSeries,
     /// Query state on disk: what is flushed, and where.
     persist: crate::state::StatePersist,
-    /// Alerts of every account (shared by the apps of all projects), and the decision log.
-    alerts: Arc<crate::alerts::Alerts>,
+    /// This tenant's event and decision counters.
+    counters: Counters,
+}
+
+/// A tenant's counters in /metrics, registered once: the default tenant's carry no tenant
+/// labels (as before tenants), another's carry `account` and `project`, so a tenant's key can
+/// be shown its own series (see [`crate::api::metrics`]).
+struct Counters {
+    accepted: metrics::Counter,
+    allowed: metrics::Counter,
+    denied: metrics::Counter,
+    dropped_denied: metrics::Counter,
+    invalid_schema: metrics::Counter,
+}
+
+impl Counters {
+    fn new(t: &weir_core::Tenant) -> Self {
+        let tenant: Vec<(&'static str, String)> = if t.is_default() {
+            Vec::new()
+        } else {
+            vec![
+                ("account", t.account.clone()),
+                ("project", t.project.clone()),
+            ]
+        };
+        let with = |extra: &[(&'static str, &str)]| -> Vec<metrics::Label> {
+            extra
+                .iter()
+                .map(|(k, v)| metrics::Label::new(*k, v.to_string()))
+                .chain(
+                    tenant
+                        .iter()
+                        .map(|(k, v)| metrics::Label::new(*k, v.clone())),
+                )
+                .collect()
+        };
+        Self {
+            accepted: metrics::counter!("weir_events_accepted_total", with(&[])),
+            allowed: metrics::counter!("weir_decisions_total", with(&[("decision", "allow")])),
+            denied: metrics::counter!("weir_decisions_total", with(&[("decision", "deny")])),
+            dropped_denied: metrics::counter!(
+                "weir_events_dropped_total",
+                with(&[("reason", "denied")])
+            ),
+            invalid_schema: metrics::counter!(
+                "weir_events_invalid_total",
+                with(&[("reason", "schema")])
+            ),
+        }
+    }
 }
 
 /// Stored definitions that could not be restored, by (kind, name), with the reason.
@@ -91,7 +200,12 @@ pub struct Checked {
 impl App {
     /// The configuration the server runs with.
     pub fn cfg(&self) -> &ServeConfig {
-        &self.cfg
+        &self.node.cfg
+    }
+
+    /// What every tenant's app on this node shares.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     /// The account and project this app serves: every read and write of a call is confined
@@ -127,19 +241,43 @@ impl App {
             .await
     }
 
+    /// Run `f` on one blocking thread with several apps of `node`, each with its storage, and
+    /// the node's whole store (restoring every tenant at once, see [`crate::recovery`]).
+    pub async fn blocking_all<R, F>(node: &Arc<Node>, apps: Vec<Arc<App>>, f: F) -> R
+    where
+        F: FnOnce(&[Cx<'_>], &dyn Storage) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        node.store
+            .run(move |whole| {
+                let handles: Vec<Arc<dyn Storage>> =
+                    apps.iter().map(|a| a.store.handle()).collect();
+                let cxs: Vec<Cx<'_>> = apps
+                    .iter()
+                    .zip(&handles)
+                    .map(|(app, store)| Cx {
+                        app,
+                        store: &**store,
+                    })
+                    .collect();
+                f(&cxs, whole)
+            })
+            .await
+    }
+
     /// Whether the event log is taking writes.
     pub fn log_health(&self) -> weir_storage::Health {
-        self.log.health()
+        self.node.log.health()
     }
 
     /// The event log writer's counters.
     pub fn log_stats(&self) -> weir_storage::GroupCommitStats {
-        self.log.stats()
+        self.node.log.stats()
     }
 
     /// Wall clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
+        &self.node.clock
     }
 
     /// Backfills in progress, by query name.
@@ -149,7 +287,7 @@ impl App {
 
     /// Field keys and stats of every written event.
     pub fn insights(&self) -> &InsightsFeed {
-        &self.insights
+        &self.node.insights
     }
 
     /// Every type's JSON Schema, as it was given.
@@ -178,7 +316,7 @@ impl App {
 
     /// Alerts of every account, their sinks, and the decision log.
     pub fn alerts(&self) -> &Arc<crate::alerts::Alerts> {
-        &self.alerts
+        &self.node.alerts
     }
 
     /// Take the statement lock: DSL statements apply one at a time, so the catalogue and the
@@ -187,39 +325,30 @@ impl App {
         self.statements.lock().await
     }
 
-    /// Assemble the state; `last_seq` is the highest event id already in the log.
-    pub fn new(
-        cfg: ServeConfig,
-        engine: Arc<Engine>,
-        rules: RuleSet,
-        store: Store,
-        log: GroupCommit,
-        last_seq: u64,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let cfg_alerts = cfg.alerts.clone();
-        let insights = InsightsFeed::start(crate::insights::empty(&cfg), last_seq);
-        if !log.on_written(insights.hook()) {
-            tracing::warn!("the log writer feeds other analytics already; these stay empty");
-        }
+    /// The app of `tenant` on `node`, with no queries, rules or schemas yet.
+    pub fn new(node: Arc<Node>, tenant: weir_core::Tenant) -> Self {
+        let cfg = &node.cfg;
+        let engine = Arc::new(Engine::new(weir_engine::EngineConfig {
+            shards: cfg.shards,
+            default_grace_ms: cfg.grace.as_millis() as i64,
+            default_retention_ms: cfg.retention.as_millis() as i64,
+        }));
+        let rules = RuleSet::new(engine.clone());
+        let store = node.store.scoped(&tenant);
+        let counters = Counters::new(&tenant);
         Self {
-            cfg,
-            tenant: weir_core::Tenant::default(),
+            counters,
+            node,
+            tenant,
             engine,
             rules,
             store,
-            log,
-            next_seq: AtomicU64::new(last_seq + 1),
-            submitting: RwLock::new(()),
-            clock,
             statements: tokio::sync::Mutex::new(()),
-            insights,
             backfills: Default::default(),
             catalog_errors: Default::default(),
             schemas: RwLock::new(HashMap::new()),
             decision_series: Default::default(),
             persist: Default::default(),
-            alerts: Arc::new(crate::alerts::Alerts::new(cfg_alerts)),
         }
     }
 
@@ -250,7 +379,7 @@ impl App {
             .enumerate()
             .filter_map(|(i, e)| {
                 let reason = schemas.get(&e.kind)?.validate(&e.fields).err()?;
-                metrics::counter!("weir_events_invalid_total", "reason" => "schema").increment(1);
+                self.counters.invalid_schema.increment(1);
                 Some((i, format!("event type '{}' schema: {reason}", e.kind)))
             })
             .collect()
@@ -333,23 +462,34 @@ impl App {
     /// How events are read right now (time of arrival, future-skew limit).
     pub fn shape_opts(&self) -> ShapeOptions {
         ShapeOptions {
-            now_ms: self.clock.now_ms(),
-            max_future_skew_ms: self.cfg.max_future_skew.as_millis() as i64,
+            now_ms: self.node.clock.now_ms(),
+            max_future_skew_ms: self.node.cfg.max_future_skew.as_millis() as i64,
         }
     }
 
     /// The highest event id handed out so far.
     pub fn last_seq(&self) -> u64 {
-        self.next_seq.load(Ordering::SeqCst) - 1
+        self.node.next_seq.load(Ordering::SeqCst) - 1
     }
 
     /// The id the next event will get (the boundary of a backfill).
     pub fn next_seq(&self) -> u64 {
-        self.next_seq.load(Ordering::SeqCst)
+        self.node.next_seq.load(Ordering::SeqCst)
+    }
+
+    /// Make `e` this tenant's (whatever it said it was: an event's owner is the key or input
+    /// it came with).
+    fn own(&self, e: &mut Event) {
+        if e.account != self.tenant.account {
+            e.account.clone_from(&self.tenant.account);
+        }
+        if e.project != self.tenant.project {
+            e.project.clone_from(&self.tenant.project);
+        }
     }
 
     fn next_id(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::SeqCst)
+        self.node.next_seq.fetch_add(1, Ordering::SeqCst)
     }
 
     /// Add events unconditionally (the asynchronous add of SPEC section 4), with the input
@@ -362,13 +502,14 @@ impl App {
     /// they would be counted twice.
     pub fn add(
         &self,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
         positions: Vec<(String, Vec<u8>)>,
     ) -> Result<(Vec<EventId>, Receipt), StorageError> {
-        self.log.health().check()?;
-        let _gate = self.submitting.read();
+        self.node.log.health().check()?;
+        events.iter_mut().for_each(|e| self.own(e));
+        let _gate = self.node.submitting.read();
         let ids = self.engine.apply_batch(&events, |_| self.next_id());
-        metrics::counter!("weir_events_accepted_total").increment(events.len() as u64);
+        self.counters.accepted.increment(events.len() as u64);
         let records = events
             .into_iter()
             .zip(&ids)
@@ -378,43 +519,49 @@ impl App {
                 denied: false,
             })
             .collect();
-        let receipt = self.log.submit(records, positions);
+        let receipt = self.node.log.submit(records, positions);
         Ok((ids, receipt))
     }
 
     /// Decide on the state including `event`; add it only if every matching rule allows it.
     /// Refused, with nothing decided or applied, when the log is not taking writes (see
     /// [`App::add`]).
-    pub fn add_and_check(&self, event: Event) -> Result<Checked, StorageError> {
-        self.log.health().check()?;
-        let _gate = self.submitting.read();
+    pub fn add_and_check(&self, mut event: Event) -> Result<Checked, StorageError> {
+        self.node.log.health().check()?;
+        self.own(&mut event);
+        let _gate = self.node.submitting.read();
         let mut denied = false;
         let started = std::time::Instant::now();
-        let now = self.clock.now_ms();
+        let now = self.node.clock.now_ms();
         // Alert changes are found under the decision's locks (see `crate::alerts`).
         let ((event_id, mut alerted), decision) = self.rules.add_and_check_with(&event, |d| {
             denied = !d.allowed;
             let id = self.next_id();
-            let alerted = self
-                .alerts
-                .observe(&event.account, &event.project, d, Some(id), now);
+            let alerted = self.node.alerts.observe(
+                &self.tenant.account,
+                &self.tenant.project,
+                d,
+                Some(id),
+                now,
+            );
             (id, alerted)
         });
         metrics::histogram!("weir_decision_duration_seconds", "call" => "add_and_check")
             .record(started.elapsed().as_secs_f64());
         // After the decision, outside the engine's locks.
-        self.decision_series.record(&decision, self.clock.now_ms());
+        self.decision_series
+            .record(&decision, self.node.clock.now_ms());
         if decision.allowed {
-            metrics::counter!("weir_events_accepted_total").increment(1);
-            metrics::counter!("weir_decisions_total", "decision" => "allow").increment(1);
+            self.counters.accepted.increment(1);
+            self.counters.allowed.increment(1);
         } else {
-            metrics::counter!("weir_decisions_total", "decision" => "deny").increment(1);
-            metrics::counter!("weir_events_dropped_total", "reason" => "denied").increment(1);
+            self.counters.denied.increment(1);
+            self.counters.dropped_denied.increment(1);
         }
-        self.alerts.decisions().record(
+        self.node.alerts.decisions().record(
             "add_and_check",
-            &event.account,
-            &event.project,
+            &self.tenant.account,
+            &self.tenant.project,
             event_id,
             Some(event_id),
             &decision,
@@ -427,7 +574,7 @@ impl App {
         };
         // The alert changes go in the event's group; their lock is let go once queued.
         let meta = alerted.as_mut().map(|a| a.take_meta()).unwrap_or_default();
-        let receipt = self.log.submit(vec![record], meta);
+        let receipt = self.node.log.submit(vec![record], meta);
         drop(alerted);
         Ok(Checked {
             decision,
@@ -439,15 +586,20 @@ impl App {
     /// Decide from the current state without adding the event.
     pub fn check(&self, event: &Event) -> Decision {
         let started = std::time::Instant::now();
-        let now = self.clock.now_ms();
+        let now = self.node.clock.now_ms();
         // Alert changes need the log (their meta is written alone); without it they wait
         // for a later decision.
-        let logging = self.log.health().check().is_ok();
+        let logging = self.node.log.health().check().is_ok();
         let (alerted, decision) = self.rules.check_with(event, |d| {
             logging
                 .then(|| {
-                    self.alerts
-                        .observe(&event.account, &event.project, d, None, now)
+                    self.node.alerts.observe(
+                        &self.tenant.account,
+                        &self.tenant.project,
+                        d,
+                        None,
+                        now,
+                    )
                 })
                 .flatten()
         });
@@ -455,12 +607,12 @@ impl App {
             .record(started.elapsed().as_secs_f64());
         if let Some(mut a) = alerted {
             // Nobody waits for it: a check answers from memory.
-            drop(self.log.submit(Vec::new(), a.take_meta()));
+            drop(self.node.log.submit(Vec::new(), a.take_meta()));
         }
-        self.alerts.decisions().record(
+        self.node.alerts.decisions().record(
             "check",
-            &event.account,
-            &event.project,
+            &self.tenant.account,
+            &self.tenant.project,
             self.last_seq(),
             None,
             &decision,
@@ -472,8 +624,11 @@ impl App {
     /// Wait until every event that already has an id is queued for the log, then until the
     /// log has made all of them durable.
     pub fn flush_blocking(&self) -> anyhow::Result<()> {
-        drop(self.submitting.write());
-        self.log.submit(Vec::new(), Vec::new()).wait_blocking()?;
+        drop(self.node.submitting.write());
+        self.node
+            .log
+            .submit(Vec::new(), Vec::new())
+            .wait_blocking()?;
         Ok(())
     }
 }
@@ -491,7 +646,8 @@ impl crate::state::StateHost for Cx<'_> {
     fn wait_durable(&self) -> anyhow::Result<()> {
         self.flush_blocking()
     }
-    fn insights(&self) -> &InsightsFeed {
-        &self.insights
+    fn insights(&self) -> Option<&InsightsFeed> {
+        // The analytics are the node's, flushed and restored with the default tenant.
+        self.tenant.is_default().then_some(&self.node.insights)
     }
 }

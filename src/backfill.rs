@@ -42,7 +42,9 @@ fn replays(shadow: &Shadow, clause: Backfill) -> bool {
 /// and the default backfill span are measured from.
 fn source_watermark(app: &Cx<'_>, shadow: &Shadow) -> anyhow::Result<Option<i64>> {
     let types = shadow.source_types().unwrap_or_default();
-    Ok(app.store().newest_event_ts("default", "default", &types)?)
+    Ok(app
+        .store()
+        .newest_event_ts(&app.tenant().account, &app.tenant().project, &types)?)
 }
 
 /// Replay the stored events of `shadow`'s range into it; `shown_as` is the name progress is
@@ -86,8 +88,8 @@ fn replay(
     let total = app
         .store()
         .scan(&EventQuery {
-            account: "default".into(),
-            project: "default".into(),
+            account: app.tenant().account.clone(),
+            project: app.tenant().project.clone(),
             types: types.clone(),
             session: None,
             from_ts: Some(from_ts),
@@ -107,8 +109,8 @@ fn replay(
     );
     let result = (|| -> anyhow::Result<u64> {
         let range = RangeQuery {
-            account: "default".into(),
-            project: "default".into(),
+            account: app.tenant().account.clone(),
+            project: app.tenant().project.clone(),
             types,
             from_ts,
             to_ts: i64::MAX,

@@ -128,8 +128,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let run = Throwaway::new();
     println!(
-        "weir bench: events go to the throwaway event type '{}' in account '{BENCH_ACCOUNT}' \
-         (they stay in the server's log, apart from your own types and account){}",
+        "weir bench: events go to the throwaway event type '{}' of the key's tenant \
+         (they stay in the server's log; your queries do not read that type){}",
         run.kind,
         if needs_rule(args.workload) {
             format!("; rule '{}' is dropped afterwards", run.rule)
@@ -153,8 +153,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// The account every bench event belongs to, so the bench never mixes with a user's events.
-pub const BENCH_ACCOUNT: &str = "weir-bench";
-
 fn needs_rule(w: Workload) -> bool {
     matches!(w, Workload::AddAndCheck | Workload::Check)
 }
@@ -185,7 +183,7 @@ impl Throwaway {
             "CREATE OR REPLACE RULE {} AS SELECT count(*) AS orders FROM {} GROUP BY seller, timeseries(time, 1s, 1min) DENY WHEN orders > 1000000000",
             self.rule, self.kind
         );
-        let resp = reqwest::Client::new()
+        let resp = http()?
             .post(format!("{url}/api/statements"))
             .body(text)
             .send()
@@ -200,7 +198,7 @@ impl Throwaway {
     }
 
     async fn drop_rule(&self, url: &str) -> anyhow::Result<()> {
-        let resp = reqwest::Client::new()
+        let resp = http()?
             .delete(format!("{url}/api/rules/{}", self.rule))
             .send()
             .await
@@ -215,8 +213,25 @@ impl Throwaway {
     }
 }
 
+/// A builder sending the key of `WEIR_API_KEY`, if set, with every request.
+fn with_key(b: reqwest::ClientBuilder) -> anyhow::Result<reqwest::ClientBuilder> {
+    let Some(key) = crate::client::api_key() else {
+        return Ok(b);
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .context("WEIR_API_KEY is not a valid header value")?;
+    v.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, v);
+    Ok(b.default_headers(headers))
+}
+
+fn http() -> anyhow::Result<reqwest::Client> {
+    Ok(with_key(reqwest::Client::builder())?.build()?)
+}
+
 fn body(workload: Workload, i: u64, args: &BenchArgs, run: &Throwaway) -> (String, Value) {
-    let event = |j: u64| json!({"type": run.kind, "account": BENCH_ACCOUNT, "seller": format!("s{}", j % args.keys), "amount": j % 100});
+    let event = |j: u64| json!({"type": run.kind, "seller": format!("s{}", j % args.keys), "amount": j % 100});
     match workload {
         Workload::AddAndCheck => ("/api/add_and_check".into(), event(i)),
         Workload::Check => ("/api/check".into(), event(i)),
@@ -235,7 +250,7 @@ fn body(workload: Workload, i: u64, args: &BenchArgs, run: &Throwaway) -> (Strin
 /// Send the workload for `args.duration`, showing progress under `label` (a bar on a
 /// terminal, a line a second otherwise): time elapsed, requests so far, the current rate.
 async fn measure(args: &BenchArgs, run: &Throwaway, label: &str) -> anyhow::Result<Report> {
-    let client = reqwest::Client::builder()
+    let client = with_key(reqwest::Client::builder())?
         .pool_max_idle_per_host(args.connections)
         .build()?;
     let start = Instant::now() + Duration::from_millis(100);

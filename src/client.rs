@@ -34,13 +34,29 @@ fn explain(e: ClientError) -> anyhow::Error {
     }
 }
 
+/// The key the client commands send: `WEIR_API_KEY`.
+pub fn api_key() -> Option<String> {
+    std::env::var("WEIR_API_KEY").ok().filter(|k| !k.is_empty())
+}
+
+/// A client of `url`, with the API key of `WEIR_API_KEY` if set.
+pub fn connect(url: &str) -> anyhow::Result<Client> {
+    Ok(Client::with_config(
+        url,
+        weir_client::ClientConfig {
+            api_key: api_key(),
+            ..Default::default()
+        },
+    )?)
+}
+
 /// `weir apply`: send DSL text to `POST /api/statements` and print the results.
 pub async fn apply(url: &str, file: Option<PathBuf>, text: Option<String>) -> anyhow::Result<()> {
     let text = match text {
         Some(t) => t,
         None => read_input(file)?,
     };
-    let client = Client::new(url)?;
+    let client = connect(url)?;
     let request = client.apply(&text);
     tokio::pin!(request);
     // While the statements apply, show the progress of any backfill.
@@ -103,7 +119,7 @@ pub fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
 /// `weir send`: events to `POST /api/events?wait=durable` in batches, with progress.
 pub async fn send(url: &str, file: Option<PathBuf>, batch: usize) -> anyhow::Result<()> {
     let events = parse_events(&read_input(file)?)?;
-    let client = Client::new(url)?;
+    let client = connect(url)?;
     let mut progress = Progress::new(events.len() as u64, "events sent");
     let mut sent = 0;
     for chunk in events.chunks(batch.max(1)) {
@@ -122,7 +138,7 @@ pub async fn send(url: &str, file: Option<PathBuf>, batch: usize) -> anyhow::Res
 /// `weir check`: one event to `POST /api/check` (or add_and_check with `--add`).
 pub async fn check(url: &str, event: &str, add: bool) -> anyhow::Result<()> {
     let event: Value = serde_json::from_str(event).context("the event is not JSON")?;
-    let client = Client::new(url)?;
+    let client = connect(url)?;
     let decision = if add {
         client.add_and_check(&event).await
     } else {

@@ -68,6 +68,8 @@ pub struct ServeConfig {
     pub durable_timeout: Duration,
     /// Bind to a non-loopback address without API keys.
     pub insecure: bool,
+    /// API keys, and the tenants of the inputs (`[auth]`; more keys in `WEIR_API_KEYS`).
+    pub auth: AuthConfig,
     /// The UDP input (`[udp]`, or `--udp ADDR`).
     #[serde(skip_serializing)]
     pub udp: Option<UdpConfig>,
@@ -99,6 +101,7 @@ impl Default for ServeConfig {
             durable: true,
             durable_timeout: Duration::from_secs(5),
             insecure: false,
+            auth: AuthConfig::default(),
             udp: None,
             amqp: None,
             kafka: None,
@@ -107,8 +110,48 @@ impl Default for ServeConfig {
     }
 }
 
+/// API keys and tenants (`[auth]`, SPEC section 10).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The keys (`[[auth.keys]]`: name, account, project, key or sha256, admin). With any key
+    /// configured (here, in `WEIR_API_KEYS`, or created over the API), every call but
+    /// `/healthz` needs one.
+    pub keys: Vec<crate::access::KeyConfig>,
+    /// Serve `/metrics` without a key (for a Prometheus scraper); otherwise it needs an
+    /// admin key once keys are on.
+    pub metrics_public: bool,
+    /// The tenant of each input's events, as `account/project` by input name (`udp`,
+    /// `amqp`, `kafka`); the default tenant otherwise.
+    pub inputs: std::collections::BTreeMap<String, String>,
+}
+
+impl AuthConfig {
+    /// The tenant of input `name`'s events.
+    pub fn input_tenant(&self, name: &str) -> anyhow::Result<weir_core::Tenant> {
+        let Some(v) = self.inputs.get(name) else {
+            return Ok(weir_core::Tenant::default());
+        };
+        let (account, project) = v.split_once('/').ok_or_else(|| {
+            anyhow::anyhow!("auth.inputs.{name} = {v:?}: expected \"account/project\"")
+        })?;
+        crate::access::check_name("account", account)?;
+        crate::access::check_name("project", project)?;
+        Ok(weir_core::Tenant::new(account, project))
+    }
+
+    /// The configured keys and those of `WEIR_API_KEYS`.
+    pub fn all_keys(&self) -> anyhow::Result<Vec<crate::access::KeyConfig>> {
+        let mut keys = self.keys.clone();
+        if let Ok(v) = std::env::var("WEIR_API_KEYS") {
+            keys.extend(crate::access::parse_env(&v)?);
+        }
+        Ok(keys)
+    }
+}
+
 /// The input sections; their keys come from the `weir-inputs` config types.
-const SECTIONS: [&str; 5] = ["udp", "amqp", "kafka", "cassandra", "alerts"];
+const SECTIONS: [&str; 6] = ["udp", "amqp", "kafka", "cassandra", "auth", "alerts"];
 
 impl ServeConfig {
     /// Load the layers: defaults, then the TOML file if given, then `WEIR_*` variables.
@@ -202,7 +245,11 @@ fn redact(v: &mut toml::Value) {
         toml::Value::Table(t) => {
             for (k, x) in t.iter_mut() {
                 let k = k.to_ascii_lowercase();
-                if k.contains("password") || k.contains("secret") || k.ends_with("api_key") {
+                if k.contains("password")
+                    || k.contains("secret")
+                    || k.ends_with("api_key")
+                    || k == "key"
+                {
                     *x = toml::Value::String("***".into());
                 } else {
                     redact(x);

@@ -87,7 +87,7 @@ pub async fn run(args: GenArgs) -> anyhow::Result<()> {
     let end = parse(&args.end, now)?;
     anyhow::ensure!(end > start, "--end must be after --start");
     let span = (end - start) as u64;
-    let client = weir_client::Client::new(&server_url(&args.url))?;
+    let client = crate::client::connect(&server_url(&args.url))?;
     let next = Arc::new(AtomicU64::new(0));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
     let began = Instant::now();

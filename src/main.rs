@@ -24,6 +24,7 @@
 //! - [`gen`]: random events between two times.
 //! - [`bench`]: the open-loop load generator.
 
+mod access;
 mod alerts;
 mod api;
 mod app;
@@ -45,6 +46,8 @@ mod shapes;
 mod sink;
 mod state;
 mod store;
+mod tenant_store;
+mod tenants;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -97,6 +100,18 @@ enum Command {
     /// Check or show the configuration `weir serve` would run with.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Make a new random API key and print it with its SHA-256 (for `[[auth.keys]]`).
+    Key {
+        /// The account the key is for.
+        #[arg(long, default_value = "default")]
+        account: String,
+        /// The project.
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// Make it an admin key.
+        #[arg(long)]
+        admin: bool,
+    },
     /// Check one event (JSON) against the rules; `--add` uses add_and_check.
     Check {
         /// The event as JSON.
@@ -270,6 +285,18 @@ fn main() -> anyhow::Result<()> {
         Command::Send { file, batch, url } => rt.block_on(client::send(&url, file, batch)),
         Command::Gen(args) => rt.block_on(gen::run(args)),
         Command::Bench(args) => rt.block_on(bench::run(args)),
+        Command::Key {
+            account,
+            project,
+            admin,
+        } => {
+            access::check_name("account", &account)?;
+            access::check_name("project", &project)?;
+            let key = access::new_key()?;
+            println!("# the key (give it to the client; it is not stored anywhere):\n# {key}");
+            println!("[[auth.keys]]\nname = \"{account}-{project}\"\naccount = \"{account}\"\nproject = \"{project}\"\nsha256 = \"{}\"\nadmin = {admin}", access::hash(&key));
+            Ok(())
+        }
         Command::Check { event, add, url } => rt.block_on(client::check(&url, &event, add)),
         Command::Config(ConfigCommand::Check { file }) => {
             config::ServeConfig::load(Some(&file))?;

@@ -34,8 +34,8 @@ pub fn run(app: &Cx<'_>, select: &Select, analysis: Option<&Analysis>) -> DdlRes
         }
     };
     let scan = RangeQuery {
-        account: "default".into(),
-        project: "default".into(),
+        account: app.tenant().account.clone(),
+        project: app.tenant().project.clone(),
         types,
         from_ts: i64::MIN,
         to_ts: i64::MAX,

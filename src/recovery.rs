@@ -5,45 +5,79 @@ use std::sync::Arc;
 
 use weir_query_lang::ast::{RuleSource, Statement};
 
-use crate::app::{App, Cx};
+use weir_storage::Storage;
 
-/// Rebuild the state of a freshly opened store: schemas, the catalogue (an entry that cannot
-/// be restored is reported, never fatal), the persisted query state, and the log after it.
-/// Returns the events replayed.
-pub fn restore(app: &Cx<'_>) -> anyhow::Result<u64> {
-    app.load_schemas()?;
-    let definitions = crate::catalog::restore(app)?;
-    restore_state(app, &definitions)
-}
+use crate::app::Cx;
+use crate::tenants::Hub;
 
-/// Restore the persisted state and replay the log after it; returns the events replayed.
-fn restore_state(app: &Cx<'_>, definitions: &[Statement]) -> anyhow::Result<u64> {
-    let restored = app.restore_state()?;
-    tracing::info!(
-        keys = restored.keys,
-        from = restored.from,
-        rebuilt = restored.missing.len(),
-        "persisted state loaded"
-    );
-    for name in &restored.missing {
-        rebuild(app, definitions, name, restored.from + 1)?;
+/// Rebuild the state of the tenants `apps` from a freshly opened store: for each, schemas,
+/// the catalogue (an entry that cannot be restored is reported, never fatal) and the
+/// persisted query state; then one replay of the log after the oldest of those states, each
+/// record into its own tenant's engine. `whole` is the node's store. Returns the events
+/// replayed.
+///
+/// The node's analytics are restored (and fed the replay) only when the default tenant is
+/// among `apps`: on start, when every known tenant is restored at once.
+pub fn restore(apps: &[Cx<'_>], whole: &dyn Storage) -> anyhow::Result<u64> {
+    let mut restored = Vec::with_capacity(apps.len());
+    for app in apps {
+        app.load_schemas()?;
+        let definitions = crate::catalog::restore(app)?;
+        let r = app.restore_state()?;
+        tracing::info!(
+            tenant = %app.tenant(),
+            keys = r.keys,
+            from = r.from,
+            rebuilt = r.missing.len(),
+            "persisted state loaded"
+        );
+        for name in &r.missing {
+            rebuild(app, &definitions, name, r.from + 1)?;
+        }
+        restored.push(r);
     }
-    let mut replayed = 0;
+    let Some(from) = restored.iter().map(|r| r.from).min() else {
+        return Ok(0);
+    };
     // The analytics count an event of type T only if the stored rows of T do not include
     // it already (per type: a flush that did not finish may have written some types).
-    let mut insights = app.insights().replay();
-    for record in app.store().scan_seq(restored.from)? {
+    let analytics = apps
+        .iter()
+        .zip(&restored)
+        .find(|(app, _)| app.tenant().is_default())
+        .map(|(app, r)| (app.insights().replay(), &r.insights));
+    let (mut feed, loaded) = match analytics {
+        Some((feed, loaded)) => (Some(feed), Some(loaded)),
+        None => (None, None),
+    };
+    let mut replayed = 0;
+    for record in whole.scan_seq(from)? {
         let record = record?;
-        if !record.denied {
-            app.engine().replay(&record.event, record.seq);
-            if !restored.insights.includes(&record.event.kind, record.seq) {
-                insights.push(record);
+        if record.denied {
+            continue;
+        }
+        let owner = apps
+            .iter()
+            .zip(&restored)
+            .find(|(app, _)| app.tenant().owns(&record.event));
+        if let Some((app, r)) = owner {
+            if record.seq > r.from {
+                app.engine().replay(&record.event, record.seq);
+                replayed += 1;
             }
-            replayed += 1;
+        }
+        if let (Some(feed), Some(loaded)) = (feed.as_mut(), loaded) {
+            if !loaded.includes(&weir_analytics::type_key(&record.event), record.seq) {
+                feed.push(record);
+            }
         }
     }
-    insights.finish();
-    app.engine().end_replay();
+    if let Some(feed) = feed {
+        feed.finish();
+    }
+    for app in apps {
+        app.engine().end_replay();
+    }
     Ok(replayed)
 }
 
@@ -86,14 +120,25 @@ fn rebuild(
     Ok(())
 }
 
-/// Flush the query state every `checkpoint_interval`, on a blocking thread.
-pub async fn flush_loop(app: Arc<App>) {
-    let mut tick = tokio::time::interval(app.cfg().checkpoint_interval);
+/// Flush every tenant's query state every `checkpoint_interval`, on a blocking thread.
+pub async fn flush_loop(hub: Arc<Hub>) {
+    let mut tick = tokio::time::interval(hub.node().cfg().checkpoint_interval);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = app.blocking(|cx| cx.flush_state()).await {
+        if let Err(e) = flush_all(&hub).await {
             tracing::warn!(error = %e, "state flush failed; will retry");
         }
     }
+}
+
+/// Flush every tenant's query state (and the node's analytics, with the default tenant's).
+pub async fn flush_all(hub: &Hub) -> anyhow::Result<()> {
+    for app in hub.apps() {
+        let tenant = app.tenant().clone();
+        app.blocking(|cx| cx.flush_state())
+            .await
+            .map_err(|e| e.context(format!("flushing the state of {tenant}")))?;
+    }
+    Ok(())
 }

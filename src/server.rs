@@ -7,60 +7,57 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use weir_core::SystemClock;
-use weir_engine::{Engine, EngineConfig};
-use weir_rules::RuleSet;
 use weir_storage::{CassandraStore, EmbeddedConfig, EmbeddedStore, Storage};
 
-use crate::app::App;
+use crate::app::Node;
 use crate::config::{ServeConfig, StorageKind};
 use crate::store::Store;
+use crate::tenants::Hub;
 
 /// Run `weir serve` until a shutdown signal.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    if !cfg.http.ip().is_loopback() && !cfg.insecure {
-        anyhow::bail!(
-            "refusing to listen on {} without API keys: pass --insecure to accept unauthenticated calls from the network",
-            cfg.http
-        );
-    }
+    let keys = crate::access::KeyRing::from_config(&cfg.auth.all_keys()?)?;
     crate::api::metrics::install();
     let store = Store::new(open_store(&cfg).await?);
     let last_seq = store.run(|s| s.last_seq()).await?;
     let log = store.start_log(cfg.durable);
-    let engine = Arc::new(Engine::new(EngineConfig {
-        shards: cfg.shards,
-        default_grace_ms: cfg.grace.as_millis() as i64,
-        default_retention_ms: cfg.retention.as_millis() as i64,
-    }));
-    let rules = RuleSet::new(engine.clone());
-    let app = Arc::new(App::new(
+    let node = Arc::new(Node::new(
         cfg.clone(),
-        engine,
-        rules,
         store,
         log,
         last_seq,
         Arc::new(SystemClock),
     ));
+    let hub = Arc::new(Hub::new(node, keys));
+    hub.load_keys().await?;
+    if !cfg.http.ip().is_loopback() && !cfg.insecure && !hub.keys().enabled() {
+        anyhow::bail!(
+            "refusing to listen on {} without API keys: configure keys ([[auth.keys]] or WEIR_API_KEYS), or pass --insecure to accept unauthenticated calls from the network",
+            cfg.http
+        );
+    }
     let started = Instant::now();
-    let replayed = app.blocking(crate::recovery::restore).await?;
+    let tenants = hub.known_tenants().await?;
+    let replayed = hub.restore(tenants).await?;
     tracing::info!(
         replayed,
         last_seq,
+        tenants = hub.apps().len(),
+        keys = hub.keys().list().len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "state restored"
     );
 
-    let alert_tasks = crate::alerts::start(&app).await?;
+    let alert_tasks = crate::alerts::start(hub.node()).await?;
 
     let listener = TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
-    tracing::info!(addr = %cfg.http, storage = ?cfg.storage, "weir is listening");
-    let checkpointer = tokio::spawn(crate::recovery::flush_loop(app.clone()));
+    tracing::info!(addr = %cfg.http, storage = ?cfg.storage, auth = hub.keys().enabled(), "weir is listening");
+    let checkpointer = tokio::spawn(crate::recovery::flush_loop(hub.clone()));
     let (stop_inputs, inputs_shutdown) = weir_inputs::shutdown_channel();
-    let inputs = crate::sink::start_inputs(&app, &inputs_shutdown)?;
-    axum::serve(listener, crate::api::router(app.clone()))
+    let inputs = crate::sink::start_inputs(&hub, &inputs_shutdown)?;
+    axum::serve(listener, crate::api::router(hub.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = stop_inputs.send(true);
@@ -70,7 +67,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     checkpointer.abort();
     alert_tasks.iter().for_each(|t| t.abort());
     tracing::info!("shutting down: flushing the log and the query state");
-    app.blocking(|cx| cx.flush_state()).await?;
+    crate::recovery::flush_all(&hub).await?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use weir_inputs::{
 use weir_storage::StorageError;
 
 use crate::app::App;
+use crate::tenants::Hub;
 
 /// Feeds input batches into the app.
 pub struct AppSink(pub Arc<App>);
@@ -75,7 +76,7 @@ impl EventSink for AppSink {
         prefix: &str,
         older_than: i64,
     ) -> BoxFuture<'static, Result<PruneResult, SinkError>> {
-        let store = self.0.store().clone();
+        let store = self.0.node().store().clone();
         let prefix = prefix.to_string();
         Box::pin(async move {
             let older = move |v: &[u8]| {
@@ -93,7 +94,7 @@ impl EventSink for AppSink {
     }
 
     fn position(&self, key: &str) -> BoxFuture<'static, Option<i64>> {
-        let store = self.0.store().clone();
+        let store = self.0.node().store().clone();
         let key = key.to_string();
         Box::pin(async move {
             match store
@@ -124,31 +125,39 @@ fn sink_error(e: StorageError) -> SinkError {
 
 /// Start every input the configuration turns on; each runs until `shutdown`.
 pub fn start_inputs(
-    app: &Arc<App>,
+    hub: &Hub,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let sink: Arc<dyn EventSink> = Arc::new(AppSink(app.clone()));
+    let cfg = hub.node().cfg();
+    // Each input's events belong to its configured tenant (restored on start).
+    let sink = |input: &str| -> anyhow::Result<Arc<dyn EventSink>> {
+        let tenant = cfg.auth.input_tenant(input)?;
+        let app = hub.app(&tenant).ok_or_else(|| {
+            anyhow::anyhow!("the tenant {tenant} of input {input} is not restored")
+        })?;
+        Ok(Arc::new(AppSink(app)))
+    };
     let mut tasks = Vec::new();
-    if let Some(cfg) = app.cfg().udp.clone() {
+    if let Some(cfg) = cfg.udp.clone() {
         let source = UdpSource::bind(cfg)?;
         tracing::info!(addr = %source.local_addr()?, "UDP input listening");
-        tasks.push(spawn("udp", source, sink.clone(), shutdown.clone()));
+        tasks.push(spawn("udp", source, sink("udp")?, shutdown.clone()));
     }
-    if let Some(cfg) = app.cfg().amqp.clone() {
+    if let Some(cfg) = hub.node().cfg().amqp.clone() {
         tracing::info!(url = %weir_inputs::amqp::redact_url(&cfg.url), queue = %cfg.queue, "AMQP input starting");
         tasks.push(spawn(
             "amqp",
             AmqpSource::new(cfg)?,
-            sink.clone(),
+            sink("amqp")?,
             shutdown.clone(),
         ));
     }
-    if let Some(cfg) = app.cfg().kafka.clone() {
+    if let Some(cfg) = hub.node().cfg().kafka.clone() {
         tracing::info!(brokers = %cfg.brokers, topic = %cfg.topic, group = %cfg.group, "Kafka input starting");
         tasks.push(spawn(
             "kafka",
             KafkaSource::new(cfg)?,
-            sink.clone(),
+            sink("kafka")?,
             shutdown.clone(),
         ));
     }
@@ -176,14 +185,14 @@ mod tests {
 
     use serde_json::json;
     use weir_core::{Event, SystemClock};
-    use weir_engine::{Engine, EngineConfig, ReadRequest};
-    use weir_rules::RuleSet;
+    use weir_engine::ReadRequest;
     use weir_storage::{
         CatalogKind, EmbeddedStore, EventIter, EventPage, EventQuery, GroupCommit, LogRecord,
         MetaPrune, RangeQuery, RecordIter, Result, StateIter, StateKeyWrite, Storage,
     };
 
     use super::*;
+    use crate::app::Node;
     use crate::config::ServeConfig;
     use crate::store::Store;
 
@@ -317,22 +326,19 @@ mod tests {
             failing: AtomicBool::new(false),
             failed: AtomicU64::new(0),
         });
-        let cfg = ServeConfig::default();
-        let engine = Arc::new(Engine::new(EngineConfig {
+        let cfg = ServeConfig {
             shards: 4,
-            ..EngineConfig::default()
-        }));
-        let rules = RuleSet::new(engine.clone());
+            ..ServeConfig::default()
+        };
         let log = GroupCommit::start(store.clone(), true);
-        let app = Arc::new(App::new(
+        let node = Node::new(
             cfg,
-            engine,
-            rules,
             Store::new(store.clone()),
             log,
             0,
             Arc::new(SystemClock),
-        ));
+        );
+        let app = Arc::new(App::new(Arc::new(node), Default::default()));
         let sink = AppSink(app.clone());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -388,19 +394,10 @@ mod tests {
             max_future_skew: Duration::from_secs(7),
             ..ServeConfig::default()
         };
-        let engine = Arc::new(Engine::new(EngineConfig::default()));
-        let rules = RuleSet::new(engine.clone());
         let log = GroupCommit::start(store.clone(), true);
         let clock = Arc::new(weir_core::ManualClock::new(1_234_000));
-        let app = Arc::new(App::new(
-            cfg,
-            engine,
-            rules,
-            Store::new(store),
-            log,
-            0,
-            clock,
-        ));
+        let node = Node::new(cfg, Store::new(store), log, 0, clock);
+        let app = Arc::new(App::new(Arc::new(node), Default::default()));
         let sink = AppSink(app);
         let opts = sink.shape_options();
         assert_eq!((opts.now_ms, opts.max_future_skew_ms), (1_234_000, 7_000));

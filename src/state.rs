@@ -44,8 +44,9 @@ pub trait StateHost {
     /// Wait until every event that has an id is durable in the log (state written after
     /// this never includes an event the log could lose).
     fn wait_durable(&self) -> anyhow::Result<()>;
-    /// The insights and the thread that feeds them.
-    fn insights(&self) -> &InsightsFeed;
+    /// The insights and the thread that feeds them, if this host flushes and restores them
+    /// (they are the node's: one tenant does it for all).
+    fn insights(&self) -> Option<&InsightsFeed>;
 }
 
 const META_QUERY: &str = "state/q/";
@@ -216,15 +217,17 @@ impl StatePersist {
         app.wait_durable()?;
         // The insights hold only events the log has written (they are fed by the log
         // writer), so they need no wait of their own.
-        if let Some(snap) = app.insights().snapshot()? {
-            match write_insights(store, &snap) {
-                Ok((types, rows)) => {
-                    flushed.insights_types = types;
-                    flushed.insights_rows = rows;
-                }
-                Err(e) => {
-                    app.insights().requeue(snap);
-                    return Err(e);
+        if let Some(feed) = app.insights() {
+            if let Some(snap) = feed.snapshot()? {
+                match write_insights(store, &snap) {
+                    Ok((types, rows)) => {
+                        flushed.insights_types = types;
+                        flushed.insights_rows = rows;
+                    }
+                    Err(e) => {
+                        feed.requeue(snap);
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -237,18 +240,23 @@ impl StatePersist {
     pub fn restore(&self, app: &dyn StateHost) -> anyhow::Result<Restored> {
         let store = app.store();
         let mut out = Restored::default();
-        let mut insights = app.insights().empty();
-        out.insights = match store.meta_get(META_INSIGHTS)? {
-            Some(bytes) => migrate_insights(store, &bytes, &mut insights)?,
-            None => load_insights(store, &mut insights)?,
-        };
-        if out.insights.stats_reset {
-            tracing::warn!(
-                "stats_granularity changed since the last flush: stats restart from the log tail"
-            );
+        // Without analytics to restore, the state is complete through the log's end until a
+        // query says otherwise.
+        let mut from = app.last_seq();
+        if let Some(feed) = app.insights() {
+            let mut insights = feed.empty();
+            out.insights = match store.meta_get(META_INSIGHTS)? {
+                Some(bytes) => migrate_insights(store, &bytes, &mut insights)?,
+                None => load_insights(store, &mut insights)?,
+            };
+            if out.insights.stats_reset {
+                tracing::warn!(
+                    "stats_granularity changed since the last flush: stats restart from the log tail"
+                );
+            }
+            feed.load(insights);
+            from = out.insights.seq;
         }
-        app.insights().load(insights);
-        let mut from = out.insights.seq;
         let mut versions = self.versions.lock();
         for q in app.engine().persisted_queries() {
             let state = read_state(store, &q.name)?

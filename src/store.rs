@@ -32,6 +32,19 @@ impl Store {
         }
     }
 
+    /// `tenant`'s view of this storage (see [`crate::tenant_store`]).
+    pub fn scoped(&self, tenant: &weir_core::Tenant) -> Store {
+        Store(Arc::new(crate::tenant_store::TenantStore::new(
+            self.0.clone(),
+            tenant.clone(),
+        )))
+    }
+
+    /// The storage itself, for code already on a blocking thread.
+    pub(crate) fn handle(&self) -> Arc<dyn Storage> {
+        self.0.clone()
+    }
+
     /// Start the group-commit log writer on its own thread over this storage.
     pub fn start_log(&self, durable: bool) -> GroupCommit {
         GroupCommit::start(self.0.clone(), durable)

@@ -220,8 +220,9 @@ async fn bench_cleans_up_after_itself() {
             .unwrap_or(0.0);
         assert!(ok > 0.0, "the bench sent nothing: {stdout}");
     }
-    // No rule of the bench is left, the user's query saw none of its events, and the
-    // user's account holds none of them.
+    // No rule of the bench is left, the user's query saw none of its events, and its events
+    // are all of its own throwaway types (an event's tenant comes from the key it is sent
+    // with, so they are in the caller's tenant, apart from the user's types).
     let (_, rules) = s.get("/api/rules").await;
     assert_eq!(rules["rules"], json!([]), "{rules}");
     let (_, q) = s.get("/api/queries").await;
@@ -234,6 +235,13 @@ async fn bench_cleans_up_after_itself() {
     assert_eq!(names, ["mine"], "{q}");
     let (_, res) = s.get("/api/queries/mine/result").await;
     assert_eq!(res["rows"], json!([]), "{res}");
-    let (_, listed) = s.get("/api/events").await;
+    let (_, listed) = s.get("/api/events?eventType=bench_order").await;
     assert_eq!(listed["total"], 0, "{listed}");
+    let (_, all) = s.get("/api/events?limit=1000").await;
+    let events = all["events"].as_array().unwrap();
+    assert!(!events.is_empty(), "{all}");
+    for e in events {
+        let ty = e["type"].as_str().unwrap();
+        assert!(ty.starts_with("weir_bench_"), "a bench event of type {ty}");
+    }
 }

@@ -195,15 +195,7 @@ async fn document_lists_exactly_the_routes_the_server_answers() {
     // /help is built from the route table the router is built from.
     let (st, help) = s.get("/help").await;
     assert_eq!(st, 200);
-    let listed: BTreeSet<(String, String)> = help["routes"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(|k| {
-            let (m, p) = k.split_once(' ').unwrap();
-            (m.to_string(), p.to_string())
-        })
-        .collect();
+    let listed: BTreeSet<(String, String)> = common::help_routes(&help).into_iter().collect();
     let missing: Vec<_> = listed.difference(&ops).collect();
     assert!(
         missing.is_empty(),

@@ -284,12 +284,13 @@ impl Insights {
 
     /// Count one accepted event, and note its type as changed.
     pub fn observe(&mut self, event: &Event) {
-        self.keys.observe(event);
-        let bucket = self.stats.observe_at(&event.kind, event.ts);
-        if self.keys.type_keys(&event.kind).is_none() && !self.stats.has_type(&event.kind) {
+        let ty = crate::scope::type_key(event);
+        self.keys.observe_as(&ty, event);
+        let bucket = self.stats.observe_at(&ty, event.ts);
+        if self.keys.type_keys(&ty).is_none() && !self.stats.has_type(&ty) {
             return; // a type over the limits: nothing kept, nothing to write
         }
-        let d = self.dirty.types.entry(event.kind.clone()).or_default();
+        let d = self.dirty.types.entry(ty.into_owned()).or_default();
         d.buckets.extend(bucket);
     }
 

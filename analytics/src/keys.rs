@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use weir_core::Event;
 
+use crate::scope::Scope;
 use crate::topk::TopK;
 use crate::value::{text_form, truncate_chars};
 
@@ -88,14 +89,20 @@ impl KeyIndex {
 
     /// Record one event's type, field paths and values.
     pub fn observe(&mut self, ev: &Event) {
+        self.observe_as(&ev.kind, ev);
+    }
+
+    /// Record one event's field paths and values under the type name `ty` (see
+    /// [`crate::scope::type_key`]).
+    pub fn observe_as(&mut self, ty: &str, ev: &Event) {
         let cfg = &self.config;
-        if !self.types.contains_key(ev.kind.as_str()) {
+        if !self.types.contains_key(ty) {
             if self.types.len() >= cfg.max_types {
                 return;
             }
-            self.types.insert(ev.kind.clone(), TypeKeys::default());
+            self.types.insert(ty.to_string(), TypeKeys::default());
         }
-        let Some(tk) = self.types.get_mut(ev.kind.as_str()) else {
+        let Some(tk) = self.types.get_mut(ty) else {
             return;
         };
         tk.count += 1;
@@ -148,9 +155,14 @@ impl KeyIndex {
 
     /// [`KeyIndex::keys`] keeping only keys that start with `prefix`.
     pub fn keys_with_prefix(&self, ty: Option<&str>, prefix: &str) -> Value {
+        self.keys_in(&Scope::default(), ty, prefix)
+    }
+
+    /// [`KeyIndex::keys_with_prefix`] over the types of one tenant's `scope`.
+    pub fn keys_in(&self, scope: &Scope, ty: Option<&str>, prefix: &str) -> Value {
         match ty {
             Some(t) => {
-                let tk = self.types.get(t);
+                let tk = self.types.get(scope.stored(t).as_str());
                 let mut keys: Vec<(&String, &FieldKeys)> = tk
                     .map(|tk| {
                         tk.fields
@@ -176,7 +188,8 @@ impl KeyIndex {
             }
             None => {
                 let mut merged: HashMap<&str, (u64, HashMap<&str, u64>)> = HashMap::new();
-                for tk in self.types.values() {
+                let own = self.types.iter().filter(|(t, _)| scope.own(t).is_some());
+                for (_, tk) in own {
                     for (k, f) in tk.fields.iter().filter(|(k, _)| k.starts_with(prefix)) {
                         let m = merged.entry(k.as_str()).or_default();
                         m.0 += f.count;
@@ -201,7 +214,7 @@ impl KeyIndex {
                 let types: Vec<Value> = self
                     .types()
                     .into_iter()
-                    .map(|(t, c)| json!({"type": t, "count": c}))
+                    .filter_map(|(t, c)| scope.own(t).map(|t| json!({"type": t, "count": c})))
                     .collect();
                 json!({"keys": keys, "types": types})
             }

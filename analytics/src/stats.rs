@@ -219,20 +219,30 @@ impl StatsSeries {
     /// type is listed (even when it has no events); without, every type with events in the
     /// window.
     pub fn stats(&self, ty: Option<&str>, now_ms: Millis) -> Value {
+        self.stats_in(&crate::scope::Scope::default(), ty, now_ms)
+    }
+
+    /// [`StatsSeries::stats`] over the types of one tenant's `scope`.
+    pub fn stats_in(&self, scope: &crate::scope::Scope, ty: Option<&str>, now_ms: Millis) -> Value {
         let g = self.config.granularity_ms;
         let cur = self.watermark.unwrap_or(now_ms).div_euclid(g);
         let first = cur - self.buckets + 1;
-        let mut names: Vec<&str> = match ty {
-            Some(t) => vec![t],
-            None => self.types.keys().map(String::as_str).collect(),
+        let stored_ty = ty.map(|t| scope.stored(t));
+        let mut names: Vec<(&str, &str)> = match (ty, &stored_ty) {
+            (Some(t), Some(s)) => vec![(t, s.as_str())],
+            _ => self
+                .types
+                .keys()
+                .filter_map(|s| scope.own(s).map(|t| (t, s.as_str())))
+                .collect(),
         };
         names.sort_unstable();
         let mut total = 0u64;
         let mut types = Map::new();
-        for name in names {
+        for (name, stored) in names {
             let mut buckets: Vec<(i64, u64)> = self
                 .types
-                .get(name)
+                .get(stored)
                 .map(|r| {
                     r.slots
                         .iter()

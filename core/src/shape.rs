@@ -43,7 +43,10 @@ pub struct ShapeError {
 const TYPE_KEYS: [&str; 4] = ["type", "event_type", "evtname", "category"];
 const TIME_KEYS: [&str; 3] = ["ts", "timestamp", "time"];
 const FIELD_OBJECTS: [&str; 3] = ["fields", "params", "data"];
-const META_KEYS: [&str; 5] = ["samplerate", "session_id", "account", "project", "event_id"];
+/// Keys read as the event's own attributes, not fields. `account` and `project` are not
+/// among them: an event's owner comes from the key (or input) it arrived with, never from its
+/// body (SPEC section 10), so in a body they are ordinary fields.
+const META_KEYS: [&str; 3] = ["samplerate", "session_id", "event_id"];
 
 /// Read a request body: one event in any shape, or a batch `{"events":[…]}` whose items may
 /// take any single-event shape. A batch with any bad item is refused whole, listing each one.
@@ -141,12 +144,6 @@ pub fn parse_event(v: &Value, opts: &ShapeOptions) -> Result<Event, String> {
     let mut event = Event::new(kind, ts, fields);
     event.samplerate = samplerate;
     event.session_id = session_id;
-    if let Some(Value::String(a)) = obj.get("account") {
-        event.account = a.clone();
-    }
-    if let Some(Value::String(p)) = obj.get("project") {
-        event.project = p.clone();
-    }
     Ok(event)
 }
 

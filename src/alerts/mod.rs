@@ -270,13 +270,16 @@ impl Alerts {
 }
 
 /// On start, once the query state is restored and before any decision: restore the alerts
-/// from the store, start the sinks and the decision log's writer.
-pub async fn start(app: &Arc<crate::app::App>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let alerts = app.alerts().clone();
-    app.blocking(move |cx| store::restore(&alerts, cx.store()))
+/// from the node's store, start the sinks and the decision log's writer.
+pub async fn start(
+    node: &Arc<crate::app::Node>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let alerts = node.alerts().clone();
+    node.store()
+        .run(move |s| store::restore(&alerts, s))
         .await?;
-    let mut tasks = sinks::start(app.alerts(), app.store());
-    tasks.extend(app.alerts().decisions().start(app.store().clone()));
+    let mut tasks = sinks::start(node.alerts(), node.store());
+    tasks.extend(node.alerts().decisions().start(node.store().clone()));
     Ok(tasks)
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
@@ -16,6 +16,7 @@ use crate::alerts::decision_log::{DecisionFilter, SCAN_MAX};
 use crate::alerts::sinks::SinkStatus;
 use crate::alerts::store::{account_alerts, AlertFilter};
 use crate::alerts::Alert;
+use crate::api::access::Ctx;
 use crate::app::App;
 
 /// Largest page of alerts or decisions.
@@ -86,8 +87,12 @@ fn page_of(mut all: Vec<Alert>, f: &AlertFilter) -> ApiResult<AlertPage> {
 
 async fn tenant_alerts(app: &Arc<App>) -> ApiResult<Vec<Alert>> {
     let tenant = app.tenant().clone();
+    // Alerts are the node's (one counter per account across its projects): read from the
+    // node's store, confined here to the caller's account and project.
     let all = app
-        .blocking(move |cx| account_alerts(cx.store(), &tenant.account))
+        .node()
+        .store()
+        .run(move |s| account_alerts(s, &tenant.account))
         .await
         .map_err(ApiError::storage)?;
     let project = &app.tenant().project;
@@ -110,7 +115,7 @@ async fn tenant_alerts(app: &Arc<App>) -> ApiResult<Vec<Alert>> {
     )
 )]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     q: Result<Query<AlertFilter>, QueryRejection>,
 ) -> ApiResult<Json<AlertPage>> {
     let f = query(q)?;
@@ -135,7 +140,7 @@ pub async fn list(
     )
 )]
 pub async fn by_key(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     Path((project, dimension, key)): Path<(String, String, String)>,
 ) -> ApiResult<Json<AlertPage>> {
     if project != app.tenant().project {
@@ -157,7 +162,7 @@ pub async fn by_key(
     tag = "alerts",
     responses((status = 200, description = "the sinks", body = SinkList))
 )]
-pub async fn sinks(State(app): State<Arc<App>>) -> Json<SinkList> {
+pub async fn sinks(Ctx(app): Ctx) -> Json<SinkList> {
     let alerts = app.alerts();
     let outbox_next = alerts.outbox_next();
     Json(SinkList {
@@ -183,7 +188,7 @@ pub async fn sinks(State(app): State<Arc<App>>) -> Json<SinkList> {
     )
 )]
 pub async fn decisions(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     q: Result<Query<DecisionFilter>, QueryRejection>,
 ) -> ApiResult<Json<DecisionList>> {
     let f = query(q)?;
@@ -199,7 +204,9 @@ pub async fn decisions(
         }
     }
     let rows = app
-        .blocking(|cx| cx.store().recent_decisions(SCAN_MAX))
+        .node()
+        .store()
+        .run(|s| s.recent_decisions(SCAN_MAX))
         .await
         .map_err(ApiError::storage)?;
     let t = app.tenant();

@@ -10,16 +10,18 @@
 //! answers were first built with did. The shapes built by `weir-analytics` (stored events,
 //! sessions, stats, keys) are described here for the OpenAPI document.
 
+use crate::api::access::Ctx;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
+use weir_analytics::Scope;
 use weir_analytics::{event_json, group_by_session, query_schema, JsonQuery, StoredEvent};
 use weir_storage::{EventQuery, RangeQuery};
 
@@ -357,8 +359,8 @@ impl Listing {
 
 async fn list(app: Arc<App>, l: Listing) -> ApiResult<Json<EventPage>> {
     let q = EventQuery {
-        account: "default".into(),
-        project: "default".into(),
+        account: app.tenant().account.clone(),
+        project: app.tenant().project.clone(),
         types: l.types,
         session: l.session,
         from_ts: l.from,
@@ -417,10 +419,7 @@ async fn list(app: Arc<App>, l: Listing) -> ApiResult<Json<EventPage>> {
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn list_events(
-    State(app): State<Arc<App>>,
-    RawQuery(qs): RawQuery,
-) -> ApiResult<Json<EventPage>> {
+pub async fn list_events(Ctx(app): Ctx, RawQuery(qs): RawQuery) -> ApiResult<Json<EventPage>> {
     list(app, Listing::from_query(&qs.unwrap_or_default())?).await
 }
 
@@ -438,7 +437,7 @@ pub async fn list_events(
     )
 )]
 pub async fn query_events(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<EventPage>> {
     let body = body?;
@@ -470,7 +469,7 @@ pub async fn query_events(
     )
 )]
 pub async fn json_query(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let body = json_body(&body?)?;
@@ -479,8 +478,8 @@ pub async fn json_query(
     })?;
     let (from, to) = query.time_range();
     let range = RangeQuery {
-        account: "default".into(),
-        project: "default".into(),
+        account: app.tenant().account.clone(),
+        project: app.tenant().project.clone(),
         types: query.event_types().unwrap_or_default(),
         from_ts: from.unwrap_or(i64::MIN),
         to_ts: to.unwrap_or(i64::MAX),
@@ -517,13 +516,13 @@ pub async fn json_query_schema() -> Json<Value> {
     tag = "event store",
     responses((status = 200, description = "counts per type in time buckets", body = Stats))
 )]
-pub async fn stats(State(app): State<Arc<App>>) -> Json<Value> {
+pub async fn stats(Ctx(app): Ctx) -> Json<Value> {
     app.insights().caught_up().await;
     Json(
         app.insights()
             .read()
             .stats
-            .stats(None, app.clock().now_ms()),
+            .stats_in(&Scope::of(app.tenant()), None, app.clock().now_ms()),
     )
 }
 
@@ -535,14 +534,13 @@ pub async fn stats(State(app): State<Arc<App>>) -> Json<Value> {
     params(("type" = String, Path, example = "neworder", description = "the event type")),
     responses((status = 200, description = "the type's counts in time buckets (listed even without events)", body = Stats))
 )]
-pub async fn stats_type(State(app): State<Arc<App>>, Path(ty): Path<String>) -> Json<Value> {
+pub async fn stats_type(Ctx(app): Ctx, Path(ty): Path<String>) -> Json<Value> {
     app.insights().caught_up().await;
-    Json(
-        app.insights()
-            .read()
-            .stats
-            .stats(Some(&ty), app.clock().now_ms()),
-    )
+    Json(app.insights().read().stats.stats_in(
+        &Scope::of(app.tenant()),
+        Some(&ty),
+        app.clock().now_ms(),
+    ))
 }
 
 /// `GET /api/keys[?type=…][&prefix=…]`: field names seen and their most frequent values.
@@ -556,16 +554,13 @@ pub async fn stats_type(State(app): State<Arc<App>>, Path(ty): Path<String>) -> 
     ),
     responses((status = 200, description = "field names and their most frequent values", body = Keys))
 )]
-pub async fn keys(
-    State(app): State<Arc<App>>,
-    Query(p): Query<HashMap<String, String>>,
-) -> Json<Value> {
+pub async fn keys(Ctx(app): Ctx, Query(p): Query<HashMap<String, String>>) -> Json<Value> {
     app.insights().caught_up().await;
     let insights = app.insights().read();
-    Json(match p.get("prefix") {
-        Some(prefix) => insights
-            .keys
-            .keys_with_prefix(p.get("type").map(String::as_str), prefix),
-        None => insights.keys.keys(p.get("type").map(String::as_str)),
-    })
+    let prefix = p.get("prefix").map_or("", String::as_str);
+    Json(insights.keys.keys_in(
+        &Scope::of(app.tenant()),
+        p.get("type").map(String::as_str),
+        prefix,
+    ))
 }

@@ -1,11 +1,11 @@
 //! Event intake: `POST /api/events`, `POST /api/check`, `POST /api/add_and_check`, and the
 //! seed 002 forms `POST /event?…[&result=true]` and `GET /event?…` / `GET /event?id=N`.
 
-use std::sync::Arc;
+use crate::api::access::Ctx;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{Query, RawQuery};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -201,7 +201,7 @@ fn read_add_body(app: &App, body: &Value) -> Result<Vec<Event>, Vec<ShapeError>>
     )
 )]
 pub async fn add_events(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     Query(opts): Query<AddOptions>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<impl IntoResponse> {
@@ -283,7 +283,7 @@ fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<
     )
 )]
 pub async fn check(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Decisions>> {
     Ok(Json(match read_check_body(&app, body)? {
@@ -315,7 +315,7 @@ pub async fn check(
     )
 )]
 pub async fn add_and_check(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Decisions>> {
     match read_check_body(&app, body)? {
@@ -397,7 +397,7 @@ pub enum PostEventAnswer {
     )
 )]
 pub async fn post_event(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     RawQuery(qs): RawQuery,
 ) -> ApiResult<(StatusCode, Json<PostEventAnswer>)> {
     let qs = qs.unwrap_or_default();
@@ -431,10 +431,7 @@ pub async fn post_event(
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn get_event(
-    State(app): State<Arc<App>>,
-    RawQuery(qs): RawQuery,
-) -> ApiResult<Json<DecisionAnswer>> {
+pub async fn get_event(Ctx(app): Ctx, RawQuery(qs): RawQuery) -> ApiResult<Json<DecisionAnswer>> {
     let qs = qs.unwrap_or_default();
     if let Some(id) = flag(&qs, "id") {
         let id: u64 = id

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
 
-use crate::app::App;
+use crate::tenants::Hub;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -101,6 +101,18 @@ fn describe() {
     describe_gauge!(
         "weir_insights_lag_events",
         "Events written to the log and not yet counted in the analytics"
+    );
+    describe_counter!(
+        "weir_requests_unauthorized_total",
+        "Calls answered 401: no API key, or not a valid one"
+    );
+    describe_gauge!(
+        "weir_tenants",
+        "Tenants (account, project) served by this node"
+    );
+    describe_gauge!(
+        "weir_api_keys",
+        "API keys known (configured and created over the API)"
     );
     describe_counter!(
         "weir_requests_unavailable_total",
@@ -212,7 +224,26 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 /// Queries that were being backfilled at an earlier scrape.
-static BACKFILLED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// The lines of a text exposition that are `tenant`'s: its samples (labelled with its
+/// account and project) and the `# HELP`/`# TYPE` lines. The default tenant's series carry
+/// no tenant labels, like the node's own, so a default tenant's key gets no series at all
+/// rather than the node's.
+fn own_series(text: &str, tenant: &weir_core::Tenant) -> String {
+    let account = format!("account=\"{}\"", tenant.account);
+    let project = format!("project=\"{}\"", tenant.project);
+    let mut out = String::with_capacity(text.len() / 4);
+    for line in text.lines() {
+        let keep = line.starts_with('#')
+            || (!tenant.is_default() && line.contains(&account) && line.contains(&project));
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+static BACKFILLED: Mutex<BTreeSet<Vec<(&'static str, String)>>> = Mutex::new(BTreeSet::new());
 
 /// Refresh the gauges read from other components, then render everything.
 #[utoipa::path(
@@ -221,51 +252,72 @@ static BACKFILLED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     tag = "server",
     responses((status = 200, description = "every metric, in Prometheus's text format 0.0.4", body = String, content_type = "text/plain"))
 )]
-pub async fn render(State(app): State<Arc<App>>) -> impl IntoResponse {
-    for q in app.engine().metrics() {
-        let name = q.name.clone();
-        metrics::gauge!("weir_query_events", "query" => name.clone()).set(q.events as f64);
-        metrics::gauge!("weir_query_late_dropped", "query" => name.clone())
-            .set(q.late_dropped as f64);
-        metrics::counter!("weir_events_dropped_total", "reason" => "late", "query" => name.clone())
-            .absolute(q.late_dropped);
-        metrics::gauge!("weir_query_keys", "query" => name).set(q.keys as f64);
+pub async fn render(
+    State(hub): State<Arc<Hub>>,
+    caller: Option<axum::Extension<crate::access::Caller>>,
+) -> Response {
+    let apps = hub.apps();
+    let mut catalog_errors = 0;
+    let mut running: BTreeSet<Vec<(&'static str, String)>> = BTreeSet::new();
+    for app in &apps {
+        // The default tenant's series carry only the query; another tenant's also say whose.
+        let labels = |name: &str| -> Vec<(&'static str, String)> {
+            let mut l = vec![("query", name.to_string())];
+            let t = app.tenant();
+            if !t.is_default() {
+                l.push(("account", t.account.clone()));
+                l.push(("project", t.project.clone()));
+            }
+            l
+        };
+        for q in app.engine().metrics() {
+            let l = labels(&q.name);
+            metrics::gauge!("weir_query_events", &l).set(q.events as f64);
+            metrics::gauge!("weir_query_late_dropped", &l).set(q.late_dropped as f64);
+            let mut dropped = l.clone();
+            dropped.insert(0, ("reason", "late".to_string()));
+            metrics::counter!("weir_events_dropped_total", &dropped).absolute(q.late_dropped);
+            metrics::gauge!("weir_query_keys", &l).set(q.keys as f64);
+        }
+        catalog_errors += crate::catalog::error_count(app);
+        let backfills = app.backfills().lock();
+        for (name, p) in backfills.iter() {
+            let l = labels(name);
+            let progress = p.json()["progress"].as_f64().unwrap_or(0.0);
+            metrics::gauge!("weir_backfill_progress", &l).set(progress);
+            metrics::gauge!("weir_backfill_replayed_events", &l).set(p.replayed as f64);
+            metrics::gauge!("weir_backfill_total_events", &l).set(p.total as f64);
+            running.insert(l);
+        }
     }
-    metrics::gauge!("weir_catalog_errors").set(crate::catalog::error_count(&app) as f64);
+    metrics::gauge!("weir_catalog_errors").set(catalog_errors as f64);
+    metrics::gauge!("weir_tenants").set(apps.len() as f64);
+    metrics::gauge!("weir_api_keys").set(hub.keys().list().len() as f64);
+    let app = hub.default_app();
     let log = app.log_stats();
     metrics::gauge!("weir_log_records").set(log.records as f64);
     metrics::gauge!("weir_log_groups").set(log.groups as f64);
     metrics::gauge!("weir_log_fsyncs").set(log.syncs as f64);
     metrics::gauge!("weir_log_last_event_id").set(app.last_seq() as f64);
-    let running: BTreeSet<String> = {
-        let backfills = app.backfills().lock();
-        for (name, p) in backfills.iter() {
-            let progress = p.json()["progress"].as_f64().unwrap_or(0.0);
-            metrics::gauge!("weir_backfill_progress", "query" => name.clone()).set(progress);
-            metrics::gauge!("weir_backfill_replayed_events", "query" => name.clone())
-                .set(p.replayed as f64);
-            metrics::gauge!("weir_backfill_total_events", "query" => name.clone())
-                .set(p.total as f64);
-        }
-        backfills.keys().cloned().collect()
-    };
     {
         let mut seen = BACKFILLED.lock();
         seen.extend(running.iter().cloned());
-        for name in seen.iter() {
-            let on = running.contains(name);
-            metrics::gauge!("weir_backfill_running", "query" => name.clone()).set(if on {
-                1.0
-            } else {
-                0.0
-            });
+        for l in seen.iter() {
+            let on = running.contains(l);
+            metrics::gauge!("weir_backfill_running", l).set(if on { 1.0 } else { 0.0 });
             if !on {
-                metrics::gauge!("weir_backfill_progress", "query" => name.clone()).set(1.0);
+                metrics::gauge!("weir_backfill_progress", l).set(1.0);
             }
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        install().render(),
-    )
+    let text = install().render();
+    // Every series for an admin key, a server without keys, or a public /metrics; a
+    // tenant's key gets only its own tenant's series.
+    let text = match caller {
+        Some(axum::Extension(c)) if !c.admin && hub.keys().enabled() => {
+            own_series(&text, &c.tenant)
+        }
+        _ => text,
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -12,9 +12,11 @@
 //! - [`metrics`]: `/metrics` for Prometheus, and the request-latency middleware.
 //! - [`prometheus`]: the Prometheus-compatible query API under `/prometheus/api/v1/…`.
 //! - [`console`]: the web console at `/` (built from `web/`, embedded).
+//! - [`access`]: API keys: who a call acts for ([`access::Ctx`]), the key routes.
 //! - [`misc`]: `/healthz`, `/help`, 404.
 //! - [`openapi`]: `/api/openapi.json`, generated from the handlers' annotations.
 
+pub mod access;
 pub mod alerts;
 pub mod analytics;
 pub mod console;
@@ -29,6 +31,7 @@ pub mod queries;
 pub mod schemas;
 pub mod statements;
 
+use crate::tenants::Hub;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -37,8 +40,6 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tower_http::cors::CorsLayer;
 
-use crate::app::App;
-
 /// One path: its handlers and, per method, what `GET /help` says about it.
 pub struct RouteDef {
     /// The axum path.
@@ -46,13 +47,13 @@ pub struct RouteDef {
     /// `(method, description)` for each method the handlers answer.
     pub help: &'static [(&'static str, &'static str)],
     /// The handlers.
-    pub handlers: MethodRouter<Arc<App>>,
+    pub handlers: MethodRouter<Arc<Hub>>,
 }
 
 pub(crate) fn def(
     path: &'static str,
     help: &'static [(&'static str, &'static str)],
-    handlers: MethodRouter<Arc<App>>,
+    handlers: MethodRouter<Arc<Hub>>,
 ) -> RouteDef {
     RouteDef {
         path,
@@ -83,6 +84,17 @@ pub fn routes() -> Vec<RouteDef> {
             "/api/statements",
             &[("POST", "apply DSL text (text/plain): CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT")],
             post(statements::apply),
+        ),
+        def("/api/whoami", &[("GET", "the account and project the caller's key acts for")], get(access::whoami)),
+        def(
+            "/api/admin/keys",
+            &[("GET", "every API key (admin key)"), ("POST", "create a key {account, project, name?, admin?}; the answer shows it once (admin key)")],
+            get(access::list_keys).post(access::create_key),
+        ),
+        def(
+            "/api/admin/keys/{id}",
+            &[("DELETE", "remove a key created over the API (admin key)")],
+            axum::routing::delete(access::delete_key),
         ),
         def("/api/queries", &[("GET", "query definitions and status")], get(queries::list_queries)),
         def(
@@ -186,16 +198,20 @@ pub fn all_routes() -> Vec<(&'static str, String, &'static str)> {
         .collect()
 }
 
-/// Every route, with CORS and the body-size limit.
-pub fn router(app: Arc<App>) -> Router {
-    let limit = app.cfg().max_body_bytes;
+/// Every route, with API keys, CORS and the body-size limit.
+pub fn router(hub: Arc<Hub>) -> Router {
+    let limit = hub.node().cfg().max_body_bytes;
     routes()
         .into_iter()
         .fold(Router::new(), |r, d| r.route(d.path, d.handlers))
         .nest("/prometheus", prometheus::routes())
         .route_layer(middleware::from_fn(metrics::track))
         .fallback(misc::not_found)
+        .layer(middleware::from_fn_with_state(
+            hub.clone(),
+            access::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(CorsLayer::permissive())
-        .with_state(app)
+        .with_state(hub)
 }

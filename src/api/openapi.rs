@@ -9,7 +9,8 @@ use serde_json::Value;
 use utoipa::OpenApi;
 
 use super::{
-    alerts, analytics, console, events, metrics, misc, prometheus, queries, schemas, statements,
+    access, alerts, analytics, console, events, metrics, misc, prometheus, queries, schemas,
+    statements,
 };
 
 /// The document.
@@ -28,6 +29,10 @@ use super::{
         misc::help,
         metrics::render,
         document,
+        access::whoami,
+        access::list_keys,
+        access::create_key,
+        access::delete_key,
         statements::apply,
         queries::list_queries,
         queries::get_query,
@@ -72,7 +77,8 @@ use super::{
         alerts::sinks,
         alerts::decisions,
     ),
-    components(schemas(events::QueryFields)),
+    components(schemas(events::QueryFields, access::NewKey)),
+    modifiers(&KeyScheme),
     tags(
         (name = "statements", description = "the query language: CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT"),
         (name = "queries", description = "query definitions and results"),
@@ -84,9 +90,25 @@ use super::{
         (name = "schemas", description = "per-type JSON Schemas for event validation"),
         (name = "prometheus", description = "the Prometheus-compatible query API (Grafana's datasource URL: /prometheus)"),
         (name = "server", description = "health, the route list, metrics, this document, the web console"),
+        (name = "access", description = "API keys: with keys configured every call but /healthz needs one (Authorization: Bearer KEY, X-Api-Key, or ?api_key=); 401 otherwise"),
     )
 )]
 pub struct ApiDoc;
+
+/// The `bearer` security scheme: how a call presents its API key once keys are configured
+/// (without keys, no call needs one, so operations do not require it).
+struct KeyScheme;
+
+impl utoipa::Modify for KeyScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
 
 /// The document as JSON. utoipa 5 writes the fields of a Link Object in snake case
 /// (`operation_id`); OpenAPI spells them in camel case, so they are renamed here.

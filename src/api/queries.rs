@@ -4,10 +4,10 @@
 //! The answer types serialize their fields in alphabetical order, as the JSON maps these
 //! answers were first built with did (SPEC section 13 keeps the bytes).
 
+use crate::api::access::Ctx;
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -15,7 +15,6 @@ use utoipa::ToSchema;
 use weir_engine::ReadRequest;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use crate::app::App;
 use crate::catalog;
 use crate::shapes::ResultRow;
 
@@ -141,7 +140,7 @@ pub struct RuleDropped {
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<QueryList>> {
+pub async fn list_queries(Ctx(app): Ctx) -> ApiResult<Json<QueryList>> {
     let queries = app
         .blocking(catalog::query_definitions)
         .await
@@ -161,10 +160,7 @@ pub async fn list_queries(State(app): State<Arc<App>>) -> ApiResult<Json<QueryLi
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn get_query(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn get_query(Ctx(app): Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     app.blocking(catalog::query_definitions)
         .await
         .map_err(ApiError::internal)?
@@ -193,7 +189,7 @@ pub async fn get_query(
     )
 )]
 pub async fn delete_query(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<QueryDropped>> {
@@ -232,7 +228,7 @@ pub async fn delete_query(
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<RuleList>> {
+pub async fn list_rules(Ctx(app): Ctx) -> ApiResult<Json<RuleList>> {
     let rules = app
         .blocking(catalog::rule_definitions)
         .await
@@ -252,10 +248,7 @@ pub async fn list_rules(State(app): State<Arc<App>>) -> ApiResult<Json<RuleList>
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn get_rule(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn get_rule(Ctx(app): Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     app.blocking(catalog::rule_definitions)
         .await
         .map_err(ApiError::internal)?
@@ -277,10 +270,7 @@ pub async fn get_rule(
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn delete_rule(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<RuleDropped>> {
+pub async fn delete_rule(Ctx(app): Ctx, Path(name): Path<String>) -> ApiResult<Json<RuleDropped>> {
     catalog::drop_rule(&app, &name).await?;
     Ok(Json(RuleDropped {
         name,
@@ -405,7 +395,7 @@ fn check_step(
     )
 )]
 pub async fn result(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<ResultAnswer>> {

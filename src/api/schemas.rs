@@ -5,12 +5,13 @@
 //! The answer types serialize their fields in alphabetical order, as the JSON maps these
 //! answers were first built with did (SPEC section 13 keeps the bytes).
 
+use crate::api::access::Ctx;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
@@ -18,7 +19,6 @@ use utoipa::ToSchema;
 use weir_core::Schema;
 
 use super::error::{json_body, ApiError, ApiResult, ErrorBody};
-use crate::app::App;
 
 /// The body of `PUT /api/schemas/{type}`: a JSON Schema for the events' fields, an object
 /// (or `true`, which allows every event).
@@ -68,7 +68,7 @@ pub struct SchemaDeleted {
     tag = "schemas",
     responses((status = 200, description = "every type's schema", body = SchemaList))
 )]
-pub async fn list(State(app): State<Arc<App>>) -> Json<SchemaList> {
+pub async fn list(Ctx(app): Ctx) -> Json<SchemaList> {
     Json(SchemaList {
         schemas: app.schema_sources(),
     })
@@ -86,7 +86,7 @@ pub async fn list(State(app): State<Arc<App>>) -> Json<SchemaList> {
         (status = 404, description = "the type has no schema", body = ErrorBody),
     )
 )]
-pub async fn get(State(app): State<Arc<App>>, Path(ty): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(Ctx(app): Ctx, Path(ty): Path<String>) -> ApiResult<Json<Value>> {
     app.schema_source(&ty)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no schema for event type '{ty}'")))
@@ -115,7 +115,7 @@ pub async fn get(State(app): State<Arc<App>>, Path(ty): Path<String>) -> ApiResu
     )
 )]
 pub async fn put(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     Path(ty): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<SchemaSet>> {
@@ -142,10 +142,7 @@ pub async fn put(
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn delete(
-    State(app): State<Arc<App>>,
-    Path(ty): Path<String>,
-) -> ApiResult<Json<SchemaDeleted>> {
+pub async fn delete(Ctx(app): Ctx, Path(ty): Path<String>) -> ApiResult<Json<SchemaDeleted>> {
     let t = ty.clone();
     let had = app
         .blocking(move |cx| cx.set_schema(&t, None))

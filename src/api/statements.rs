@@ -1,10 +1,9 @@
 //! `POST /api/statements`: apply DSL text (one or more statements).
 
-use std::sync::Arc;
+use crate::api::access::Ctx;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
@@ -12,7 +11,6 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::queries::{Dependent, QueryDefinition, RuleDefinition};
-use crate::app::App;
 
 /// The answer of `POST /api/statements`: one result per statement, in order.
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,7 +96,7 @@ pub enum StatementKind {
     )
 )]
 pub async fn apply(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<StatementResults>> {
     let body = body?;

@@ -294,3 +294,16 @@ pub fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// The `(method, path)` pairs of a `GET /help` answer.
+pub fn help_routes(help: &Value) -> Vec<(String, String)> {
+    help["routes"]
+        .as_object()
+        .expect("GET /help has routes")
+        .keys()
+        .map(|k| {
+            let (m, p) = k.split_once(' ').expect("METHOD /path");
+            (m.to_string(), p.to_string())
+        })
+        .collect()
+}

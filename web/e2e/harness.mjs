@@ -24,8 +24,8 @@ function freePort() {
   });
 }
 
-/** Start Weir; resolves once GET /healthz answers 200. */
-export async function startWeir() {
+/** Start Weir (with extra environment `env`); resolves once GET /healthz answers 200. */
+export async function startWeir(env = {}) {
   const bin = process.env.WEIR_BIN || join(ROOT, 'target', 'debug', 'weir');
   if (!existsSync(bin)) throw new Error(`no weir binary at ${bin}: run cargo build first (or set WEIR_BIN)`);
   const dir = mkdtempSync(join(tmpdir(), 'weir-console-'));
@@ -33,7 +33,7 @@ export async function startWeir() {
   const base = `http://127.0.0.1:${port}`;
   const proc = spawn(bin, ['serve', '--http', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
   });
   let stderr = '';
   proc.stderr.on('data', (d) => {
@@ -98,11 +98,13 @@ export function shotsDir() {
   return d;
 }
 
-/** A JSON call to the server under test. */
-export async function call(base, path, body, { text = false } = {}) {
+/** A JSON call to the server under test (with `key`, an API key, if given). */
+export async function call(base, path, body, { text = false, key = '' } = {}) {
+  const headers = { 'Content-Type': text ? 'text/plain' : 'application/json' };
+  if (key) headers.Authorization = `Bearer ${key}`;
   const r = await fetch(`${base}${path}`, {
     method: body === undefined ? 'GET' : 'POST',
-    headers: { 'Content-Type': text ? 'text/plain' : 'application/json' },
+    headers,
     body: body === undefined ? undefined : text ? body : JSON.stringify(body),
   });
   const t = await r.text();

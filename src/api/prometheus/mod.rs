@@ -16,11 +16,13 @@ pub mod params;
 pub mod render;
 pub mod source;
 
+use crate::api::access::Ctx;
+use crate::tenants::Hub;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -100,7 +102,7 @@ pub fn route_defs() -> Vec<RouteDef> {
 }
 
 /// The routes, to be nested under `/prometheus`.
-pub fn routes() -> Router<Arc<App>> {
+pub fn routes() -> Router<Arc<Hub>> {
     route_defs()
         .into_iter()
         .fold(Router::new(), |r, d| r.route(d.path, d.handlers))
@@ -194,7 +196,7 @@ async fn run(
     )
 )]
 pub async fn query(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -230,7 +232,7 @@ pub async fn query(
     )
 )]
 pub async fn query_range(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -310,7 +312,7 @@ fn matching_series(app: &App, p: &Params, required: bool) -> Result<Vec<Labels>,
     )
 )]
 pub async fn labels(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -344,7 +346,7 @@ pub async fn labels(
     )
 )]
 pub async fn label_values(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -385,7 +387,7 @@ pub async fn label_values(
     )
 )]
 pub async fn series(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -417,7 +419,7 @@ pub async fn series(
     )
 )]
 pub async fn metadata(
-    State(app): State<Arc<App>>,
+    Ctx(app): Ctx,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -559,12 +561,7 @@ pub async fn alerts() -> Response {
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn query_post(
-    app: State<Arc<App>>,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn query_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     query(app, q, headers, body).await
 }
 
@@ -581,12 +578,7 @@ pub async fn query_post(
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn query_range_post(
-    app: State<Arc<App>>,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn query_range_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     query_range(app, q, headers, body).await
 }
 
@@ -603,12 +595,7 @@ pub async fn query_range_post(
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn labels_post(
-    app: State<Arc<App>>,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn labels_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     labels(app, q, headers, body).await
 }
 
@@ -625,11 +612,6 @@ pub async fn labels_post(
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn series_post(
-    app: State<Arc<App>>,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn series_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     series(app, q, headers, body).await
 }
