@@ -50,7 +50,8 @@ pub struct Node {
     clock: Arc<dyn Clock>,
     /// Field keys and 48 h stats of every accepted event (seeds 001, 003), fed by the log.
     insights: InsightsFeed,
-    /// Alerts of every account (shared by the apps of all projects), and the decision log.
+    /// Alerts of every account (shared by all tenants: ids are per account), their sinks, and
+    /// the decision log.
     alerts: Arc<crate::alerts::Alerts>,
 }
 
@@ -63,20 +64,20 @@ impl Node {
         last_seq: u64,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let cfg_alerts = cfg.alerts.clone();
         let insights = InsightsFeed::start(crate::insights::empty(&cfg), last_seq);
         if !log.on_written(insights.hook()) {
             tracing::warn!("the log writer feeds other analytics already; these stay empty");
         }
+        let alerts = Arc::new(crate::alerts::Alerts::new(cfg.alerts.clone()));
         Self {
             cfg,
+            alerts,
             store,
             log,
             next_seq: AtomicU64::new(last_seq + 1),
             submitting: RwLock::new(()),
             clock,
             insights,
-            alerts: Arc::new(crate::alerts::Alerts::new(cfg_alerts)),
         }
     }
 
@@ -314,7 +315,7 @@ impl App {
         &self.decision_series
     }
 
-    /// Alerts of every account, their sinks, and the decision log.
+    /// Alerts of every account, their sinks, and the decision log (the node's).
     pub fn alerts(&self) -> &Arc<crate::alerts::Alerts> {
         &self.node.alerts
     }
@@ -537,13 +538,10 @@ impl App {
         let ((event_id, mut alerted), decision) = self.rules.add_and_check_with(&event, |d| {
             denied = !d.allowed;
             let id = self.next_id();
-            let alerted = self.node.alerts.observe(
-                &self.tenant.account,
-                &self.tenant.project,
-                d,
-                Some(id),
-                now,
-            );
+            let alerted =
+                self.node
+                    .alerts
+                    .observe(&event.account, &event.project, d, Some(id), now);
             (id, alerted)
         });
         metrics::histogram!("weir_decision_duration_seconds", "call" => "add_and_check")
@@ -560,8 +558,8 @@ impl App {
         }
         self.node.alerts.decisions().record(
             "add_and_check",
-            &self.tenant.account,
-            &self.tenant.project,
+            &event.account,
+            &event.project,
             event_id,
             Some(event_id),
             &decision,

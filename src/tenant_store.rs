@@ -112,12 +112,13 @@ impl Storage for TenantStore {
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>> {
         let after = after.map(|a| self.name(a));
-        let page = self
+        let rows = self
             .inner
             .meta_scan(&self.name(prefix), after.as_deref(), limit)?;
-        Ok(page
+        Ok(rows
             .into_iter()
-            .filter_map(|(k, v)| self.own(&k).map(|k| (k.to_string(), v)))
+            .filter(|(k, _)| self.own(k).is_some())
+            .map(|(k, v)| (k[self.prefix.len()..].to_string(), v))
             .collect())
     }
 

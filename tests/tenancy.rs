@@ -163,9 +163,14 @@ async fn populate(s: &Server) -> BData {
     )
     .await;
     assert_eq!(st, 200, "{body}");
-    BData {
-        event_id: body["ids"][3].as_u64().unwrap(),
+    let event_id = body["ids"][3].as_u64().unwrap();
+    // B's rule turns to deny: an alert and decisions of B's.
+    for _ in 0..5 {
+        let e = json!({"category": "b_type", "note": "beta-secret", "timestamp": seed4_time(now)});
+        let (st, d) = json_call(s, "POST", "/api/add_and_check", KEY_B, Some(e)).await;
+        assert_eq!(st, 200, "{d}");
     }
+    BData { event_id }
 }
 
 /// The path of a `/help` route with its parameters naming B's things.
@@ -176,6 +181,9 @@ fn concrete(method: &str, path: &str, b: &BData) -> String {
         .replace("{name}", "b_only")
         .replace("{type}", "b_type")
         .replace("{file}", "app.js")
+        .replace("{project}", "web")
+        .replace("{dimension}", "b_rule")
+        .replace("{key}", "note=beta-secret")
         .replace("{id}", "000000000000");
     let q = match (method, p.as_str()) {
         ("GET", "/api/events") => "?eventType=b_type&session=sess-beta".to_string(),
@@ -287,7 +295,7 @@ async fn no_route_shows_or_changes_another_tenants_data_and_none_answers_without
         "{a_text}"
     );
     let (_, b_events) = json_call(&s, "GET", "/api/events?limit=100", KEY_B, None).await;
-    assert_eq!(b_events["total"], 4, "{b_events}");
+    assert_eq!(b_events["total"], 7, "{b_events}"); // 4 added, 3 of 5 add_and_check allowed
     let (_, sessions) = json_call(&s, "GET", "/api/events?groupBy=session", KEY_A, None).await;
     assert_eq!(
         sessions["sessions"].as_array().unwrap().len(),
@@ -315,6 +323,30 @@ async fn no_route_shows_or_changes_another_tenants_data_and_none_answers_without
     assert!(b_prom.to_string().contains("b_only"), "{b_prom}");
     let (_, b_keys) = json_call(&s, "GET", "/api/keys?type=b_type", KEY_B, None).await;
     assert!(b_keys.to_string().contains("beta-secret"), "{b_keys}");
+    let (_, b_alerts) = json_call(&s, "GET", "/api/alerts", KEY_B, None).await;
+    assert_eq!(b_alerts["total"], 1, "{b_alerts}");
+    assert_eq!(b_alerts["alerts"][0]["dimension"], "b_rule", "{b_alerts}");
+    let (_, b_by_key) = json_call(
+        &s,
+        "GET",
+        "/api/alerts/web/b_rule/note=beta-secret",
+        KEY_B,
+        None,
+    )
+    .await;
+    assert_eq!(b_by_key["total"], 1, "{b_by_key}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, d) = json_call(&s, "GET", "/api/decisions?rule=b_rule", KEY_B, None).await;
+        if d["decisions"].as_array().is_some_and(|v| v.len() == 5) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's decision log: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // /metrics: a tenant's key gets its own series; an admin key every tenant's.
     let (st, own, _) = call(&s, "GET", "/metrics", Some(KEY_A), None).await;

@@ -270,7 +270,9 @@ impl Alerts {
 }
 
 /// On start, once the query state is restored and before any decision: restore the alerts
-/// from the node's store, start the sinks and the decision log's writer.
+/// from the store, start the sinks and the decision log's writer.
+/// Alerts are the node's (ids are per account, across its projects), so they are read from and
+/// written to the node's whole store, not a tenant's view of it.
 pub async fn start(
     node: &Arc<crate::app::Node>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {

@@ -11,12 +11,12 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::access::{Admin, Ctx};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::alerts::decision_log::{DecisionFilter, SCAN_MAX};
 use crate::alerts::sinks::SinkStatus;
 use crate::alerts::store::{account_alerts, AlertFilter};
 use crate::alerts::Alert;
-use crate::api::access::Ctx;
 use crate::app::App;
 
 /// Largest page of alerts or decisions.
@@ -86,13 +86,12 @@ fn page_of(mut all: Vec<Alert>, f: &AlertFilter) -> ApiResult<AlertPage> {
 }
 
 async fn tenant_alerts(app: &Arc<App>) -> ApiResult<Vec<Alert>> {
-    let tenant = app.tenant().clone();
-    // Alerts are the node's (one counter per account across its projects): read from the
-    // node's store, confined here to the caller's account and project.
+    let account = app.tenant().account.clone();
+    // Alerts are kept by account in the node's store (see `crate::alerts::start`).
     let all = app
         .node()
         .store()
-        .run(move |s| account_alerts(s, &tenant.account))
+        .run(move |s| account_alerts(s, &account))
         .await
         .map_err(ApiError::storage)?;
     let project = &app.tenant().project;
@@ -160,9 +159,12 @@ pub async fn by_key(
     get,
     path = "/api/alerts/sinks",
     tag = "alerts",
-    responses((status = 200, description = "the sinks", body = SinkList))
+    responses(
+        (status = 200, description = "the sinks", body = SinkList),
+        (status = 403, description = "not an admin key (the sinks are the node's)", body = ErrorBody),
+    )
 )]
-pub async fn sinks(Ctx(app): Ctx) -> Json<SinkList> {
+pub async fn sinks(_: Admin, Ctx(app): Ctx) -> Json<SinkList> {
     let alerts = app.alerts();
     let outbox_next = alerts.outbox_next();
     Json(SinkList {

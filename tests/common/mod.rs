@@ -25,6 +25,8 @@ pub struct Server {
     env: Vec<(String, String)>,
     args: Vec<String>,
     client: reqwest::Client,
+    /// The API key `statements`, `post`, `get` and `metrics_text` send, if any.
+    key: Option<String>,
 }
 
 /// A free loopback port.
@@ -169,6 +171,7 @@ impl Server {
                 .pool_max_idle_per_host(512)
                 .build()
                 .unwrap(),
+            key: None,
         };
         let mut server = server;
         server.wait_healthy().await;
@@ -229,11 +232,22 @@ impl Server {
         &self.client
     }
 
+    /// Send `key` (or, with `None`, no key) with the calls of this helper from now on.
+    pub fn set_key(&mut self, key: Option<&str>) {
+        self.key = key.map(str::to_string);
+    }
+
+    fn keyed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
     /// POST DSL text; returns (status, body).
     pub async fn statements(&self, text: &str) -> (u16, Value) {
         let r = self
-            .client
-            .post(format!("{}/api/statements", self.url))
+            .keyed(self.client.post(format!("{}/api/statements", self.url)))
             .header("content-type", "text/plain")
             .body(text.to_string())
             .send()
@@ -244,8 +258,7 @@ impl Server {
 
     /// The text of `GET /metrics`.
     pub async fn metrics_text(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.url))
+        self.keyed(self.client.get(format!("{}/metrics", self.url)))
             .send()
             .await
             .unwrap()
@@ -257,8 +270,7 @@ impl Server {
     /// POST JSON to a path; returns (status, body).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = self
-            .client
-            .post(format!("{}{path}", self.url))
+            .keyed(self.client.post(format!("{}{path}", self.url)))
             .json(body)
             .send()
             .await
@@ -270,8 +282,7 @@ impl Server {
     /// GET a path; returns (status, body).
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
-            .client
-            .get(format!("{}{path}", self.url))
+            .keyed(self.client.get(format!("{}{path}", self.url)))
             .send()
             .await
             .unwrap();
