@@ -512,3 +512,69 @@ async fn ids_continue_without_gaps_or_repeats_after_kill_9() {
     keys.dedup();
     assert_eq!(keys.len(), 70);
 }
+
+#[tokio::test]
+async fn an_accounts_projects_share_its_counter_and_see_only_their_own_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (web, shop, other) = (
+        "acme-web-key-0123456789",
+        "acme-shop-key-0123456789",
+        "zeta-key-0123456789abc",
+    );
+    let keys = format!("acme:web:{web},acme:shop:{shop},zeta:web:{other}");
+    let mut s = Server::start_with(dir.path(), &[("WEIR_API_KEYS", keys.as_str())]).await;
+    for key in [web, shop, other] {
+        s.set_key(Some(key));
+        assert_eq!(s.statements(RULE).await.0, 200);
+    }
+    let t0 = now_ms() - 4 * 60_000;
+    // acme/web's episode first, then acme/shop's, then zeta/web's.
+    for key in [web, shop, other] {
+        s.set_key(Some(key));
+        for i in 0..3 {
+            decide(&s, &login("ann", t0 + i)).await;
+        }
+    }
+    let seen = |page: &Value| -> Vec<(u64, String, String)> {
+        page["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let f = |k: &str| a[k].as_str().unwrap().to_string();
+                (a["id"].as_u64().unwrap(), f("account_id"), f("project_id"))
+            })
+            .collect()
+    };
+    s.set_key(Some(web));
+    assert_eq!(
+        seen(&alerts(&s, "").await),
+        [(0, "acme".into(), "web".into())]
+    );
+    s.set_key(Some(shop));
+    assert_eq!(
+        seen(&alerts(&s, "").await),
+        [(1, "acme".into(), "shop".into())]
+    );
+    s.set_key(Some(other));
+    assert_eq!(
+        seen(&alerts(&s, "").await),
+        [(0, "zeta".into(), "web".into())]
+    );
+    // Seed 000's path is confined to the caller's project.
+    s.set_key(Some(web));
+    assert_eq!(s.get("/api/alerts/shop/logins/user=ann").await.0, 404);
+    assert_eq!(s.get("/api/alerts/web/logins/user=ann").await.1["total"], 1);
+    // The decision log too: every record web sees is web's.
+    let d = eventually(5, "web's decisions", || async {
+        let (_, d) = s.get("/api/decisions?rule=logins").await;
+        let d = d["decisions"].as_array().cloned().unwrap_or_default();
+        (d.len() == 3).then_some(d)
+    })
+    .await;
+    assert!(
+        d.iter()
+            .all(|x| x["account"] == "acme" && x["project"] == "web"),
+        "{d:?}"
+    );
+}
