@@ -1,7 +1,7 @@
 //! # weir
 //!
 //! The `weir` binary: `serve` runs the engine behind its HTTP API; `apply`, `send` and `check`
-//! talk to a running server.
+//! talk to a running server; `replay` runs statements over an events file with no server.
 //!
 //! # Layout
 //! - [`config`]: the configuration tree and its layers.
@@ -22,6 +22,7 @@
 //! - [`progress`]: progress bars of the client subcommands.
 //! - [`gen`]: random events between two times.
 //! - [`bench`]: the open-loop load generator.
+//! - [`replay`]: `weir replay`, statements over an events file with no storage.
 
 mod access;
 mod api;
@@ -39,6 +40,7 @@ mod insights;
 mod oneshot;
 mod progress;
 mod recovery;
+mod replay;
 mod server;
 mod shapes;
 mod sink;
@@ -95,6 +97,9 @@ enum Command {
     Gen(gen::GenArgs),
     /// Measure a running server with an open-loop load generator.
     Bench(bench::BenchArgs),
+    /// Run DSL statements over an events file (NDJSON or CSV) with no storage and write the
+    /// results, every closing window (`--emit windows`) or every decision (`--decisions`).
+    Replay(Box<replay::ReplayArgs>),
     /// Check or show the configuration `weir serve` would run with.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -283,6 +288,7 @@ fn main() -> anyhow::Result<()> {
         Command::Send { file, batch, url } => rt.block_on(client::send(&url, file, batch)),
         Command::Gen(args) => rt.block_on(gen::run(args)),
         Command::Bench(args) => rt.block_on(bench::run(args)),
+        Command::Replay(args) => replay::run(*args),
         Command::Key {
             account,
             project,
