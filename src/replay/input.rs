@@ -69,7 +69,7 @@ const NOT_FLAT: [&str; 12] = [
 
 /// A reader of events, line by line.
 pub struct EventReader {
-    src: Box<dyn BufRead>,
+    src: Box<dyn BufRead + Send>,
     format: InputFormat,
     buf: String,
     line: u64,
@@ -88,7 +88,7 @@ struct CsvLayout {
 
 impl EventReader {
     /// A reader over `src` in `format`; CSV reads its header on the first call.
-    pub fn new(src: Box<dyn BufRead>, format: InputFormat, columns: CsvColumns) -> Self {
+    pub fn new(src: Box<dyn BufRead + Send>, format: InputFormat, columns: CsvColumns) -> Self {
         let csv = (format == InputFormat::Csv).then(|| CsvLayout {
             names: vec![columns.kind, columns.time],
             kind: usize::MAX,
@@ -176,14 +176,11 @@ impl EventReader {
 
 /// Read one NDJSON line: a flat event directly, any other shape through [`parse_body`].
 pub fn ndjson_line(text: &str, opts: &ShapeOptions, out: &mut Vec<Event>) -> Result<(), String> {
+    if let Some(ev) = flat_line(text) {
+        out.push(ev);
+        return Ok(());
+    }
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let v = match flat_event(v) {
-        Ok(ev) => {
-            out.push(ev);
-            return Ok(());
-        }
-        Err(v) => v,
-    };
     match parse_body(&v, opts) {
         Ok(events) => {
             let start = out.len();
@@ -210,27 +207,80 @@ pub fn ndjson_line(text: &str, opts: &ShapeOptions, out: &mut Vec<Event>) -> Res
     }
 }
 
-/// `{"type": "t", "ts": <number>, fields…}` with none of the [`NOT_FLAT`] keys, taken apart
-/// without copying: the same event [`parse_body`] makes of it. Anything else is given back.
-fn flat_event(v: Value) -> Result<Event, Value> {
-    let Value::Object(mut map) = v else {
-        return Err(v);
-    };
-    let flat = matches!(map.get("type"), Some(Value::String(s)) if !s.is_empty())
-        && matches!(map.get("ts"), Some(Value::Number(_)))
-        && !map.keys().any(|k| NOT_FLAT.contains(&k.as_str()));
-    if !flat {
-        return Err(Value::Object(map));
+/// `{"type": "t", "ts": <number>, fields…}` with none of the [`NOT_FLAT`] keys, decoded
+/// straight into the event [`parse_body`] would make of it (no intermediate JSON object).
+/// None for anything else, which then takes the general path.
+fn flat_line(text: &str) -> Option<Event> {
+    use serde::de::Deserializer;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let ev = de.deserialize_map(FlatVisitor).ok()?;
+    de.end().ok()?;
+    Some(ev)
+}
+
+/// A key of a flat event: the two it takes apart, one that makes it not flat, or a field.
+enum Key {
+    Type,
+    Ts,
+    NotFlat,
+    Field(String),
+}
+
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
     }
-    let ts = match map.get("ts").map(parse_time_value) {
-        Some(Ok(ts)) => ts,
-        _ => return Err(Value::Object(map)),
-    };
-    map.remove("ts");
-    let Some(Value::String(kind)) = map.remove("type") else {
-        unreachable!("checked above");
-    };
-    Ok(Event::new(kind, ts, map))
+}
+
+impl serde::de::Visitor<'_> for KeySeed {
+    type Value = Key;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Key, E> {
+        Ok(match k {
+            "type" => Key::Type,
+            "ts" => Key::Ts,
+            k if NOT_FLAT.contains(&k) => Key::NotFlat,
+            k => Key::Field(k.to_string()),
+        })
+    }
+}
+
+struct FlatVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FlatVisitor {
+    type Value = Event;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a flat event")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Event, A::Error> {
+        use serde::de::Error;
+        let mut kind: Option<Value> = None;
+        let mut ts: Option<Value> = None;
+        let mut fields = Map::new();
+        while let Some(k) = m.next_key_seed(KeySeed)? {
+            match k {
+                Key::Type => kind = Some(m.next_value()?),
+                Key::Ts => ts = Some(m.next_value()?),
+                Key::NotFlat => return Err(A::Error::custom("not flat")),
+                Key::Field(k) => {
+                    fields.insert(k, m.next_value()?);
+                }
+            }
+        }
+        let (Some(Value::String(kind)), Some(ts @ Value::Number(_))) = (kind, ts) else {
+            return Err(A::Error::custom("not flat"));
+        };
+        if kind.is_empty() {
+            return Err(A::Error::custom("not flat"));
+        }
+        let ts = parse_time_value(&ts).map_err(A::Error::custom)?;
+        Ok(Event::new(kind, ts, fields))
+    }
 }
 
 impl CsvLayout {
@@ -365,7 +415,7 @@ mod tests {
             json!({"type":"order","ts":1.7e12,"s":null}),
         ];
         for c in cases {
-            let fast = flat_event(c.clone()).expect("flat");
+            let fast = flat_line(&c.to_string()).expect("flat");
             let slow = parse_body(&c, &opts()).unwrap().remove(0);
             assert_eq!(fast, slow, "{c}");
         }
@@ -374,9 +424,12 @@ mod tests {
             json!({"type":"a","ts":1,"samplerate":2}),
             json!({"event_type":"a","ts":1}),
             json!({"type":"a","ts":1,"data":{"x":1}}),
+            json!({"type":"","ts":1}),
+            json!({"type":"a"}),
         ] {
-            assert!(flat_event(c).is_err());
+            assert!(flat_line(&c.to_string()).is_none(), "{c}");
         }
+        assert!(flat_line(r#"{"type":"a","ts":1} x"#).is_none());
     }
 
     #[test]

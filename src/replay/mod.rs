@@ -40,7 +40,8 @@ use weir_rules::RuleSet;
 use input::{BadLine, CsvColumns, EventReader, InputFormat};
 use output::{CsvHeader, Output, OutputFormat, RowKind};
 
-/// Events parsed before they are applied: parse and apply are timed per batch, not per event.
+/// Events parsed (on the parse thread) per batch handed to the engine; parse and apply are
+/// timed per batch, not per event.
 const BATCH: usize = 4096;
 
 /// What to write besides the final results.
@@ -85,6 +86,9 @@ pub struct ReplayArgs {
     /// Count and report bad lines instead of stopping at the first.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Threads: 2 parses on a thread of its own while the engine applies; 1 does both in turn.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub threads: u8,
     /// No progress lines and no summary on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -235,7 +239,7 @@ fn write_windows(
     Ok(())
 }
 
-fn open_events(path: &Path) -> anyhow::Result<(Box<dyn BufRead>, Option<u64>)> {
+fn open_events(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
     const BUF: usize = 1 << 20;
     if path == Path::new("-") {
         return Ok((
@@ -283,9 +287,179 @@ fn csv_header(engine: &Engine, rules: &RuleSet, decisions: bool) -> CsvHeader {
 /// Time spent per phase.
 #[derive(Default)]
 struct Timings {
+    /// Reading and parsing (on the parse thread, overlapping the others).
     read: Duration,
+    /// Waiting for the parse thread.
+    wait: Duration,
+    /// In the engine (and rules).
     apply: Duration,
+    /// Writing rows and decisions.
     write: Duration,
+}
+
+/// Parsed events and the file line of each.
+struct Batch {
+    events: Vec<Event>,
+    lines: Vec<u64>,
+    /// Bytes of the file read up to the end of this batch.
+    bytes: u64,
+}
+
+/// From the parse thread, in file order.
+enum Msg {
+    Batch(Batch),
+    Bad(BadLine),
+    Io(std::io::Error),
+    /// The end of the file, with the time spent reading and parsing.
+    End(Duration),
+}
+
+/// Fill `b` with up to [`BATCH`] events; what ended it early, if anything: `Some(None)` at
+/// the end of the file, `Some(Some(msg))` for a bad line or a read error.
+fn fill(reader: &mut EventReader, b: &mut Batch) -> Option<Option<Msg>> {
+    while b.events.len() < BATCH {
+        let before = b.events.len();
+        match reader.next_into(&mut b.events) {
+            Ok(Some(line)) => b.lines.resize(b.lines.len() + b.events.len() - before, line),
+            Ok(None) => return Some(None),
+            Err(Ok(bad)) => return Some(Some(Msg::Bad(bad))),
+            Err(Err(e)) => return Some(Some(Msg::Io(e))),
+        }
+    }
+    None
+}
+
+fn empty_batch() -> Batch {
+    Batch {
+        events: Vec::with_capacity(BATCH + 64),
+        lines: Vec::with_capacity(BATCH + 64),
+        bytes: 0,
+    }
+}
+
+/// The parse thread: batches of up to [`BATCH`] events, bad lines and the end, in file
+/// order, until the file ends or the engine side stops listening.
+fn parse_loop(
+    mut reader: EventReader,
+    to_engine: std::sync::mpsc::SyncSender<Msg>,
+    empties: std::sync::mpsc::Receiver<Batch>,
+) {
+    let mut busy = Duration::ZERO;
+    loop {
+        let t0 = Instant::now();
+        let mut b = empties.try_recv().unwrap_or_else(|_| empty_batch());
+        b.events.clear();
+        b.lines.clear();
+        let end = fill(&mut reader, &mut b);
+        b.bytes = reader.bytes();
+        busy += t0.elapsed();
+        if !b.events.is_empty() && to_engine.send(Msg::Batch(b)).is_err() {
+            return;
+        }
+        match end {
+            None => {}
+            Some(Some(msg)) => {
+                if to_engine.send(msg).is_err() {
+                    return;
+                }
+            }
+            Some(None) => {
+                let _ = to_engine.send(Msg::End(busy));
+                return;
+            }
+        }
+    }
+}
+
+/// Where parsed batches come from: the parse thread, or this thread between batches.
+enum Source {
+    Thread {
+        batches: std::sync::mpsc::Receiver<Msg>,
+        give_back: std::sync::mpsc::Sender<Batch>,
+        parser: std::thread::JoinHandle<()>,
+    },
+    Inline {
+        reader: EventReader,
+        pending: Option<Msg>,
+        spare: Option<Batch>,
+        busy: Duration,
+    },
+}
+
+impl Source {
+    fn new(reader: EventReader, thread: bool) -> std::io::Result<Self> {
+        if !thread {
+            return Ok(Source::Inline {
+                reader,
+                pending: None,
+                spare: None,
+                busy: Duration::ZERO,
+            });
+        }
+        let (to_engine, batches) = std::sync::mpsc::sync_channel::<Msg>(4);
+        let (give_back, empties) = std::sync::mpsc::channel::<Batch>();
+        let parser = std::thread::Builder::new()
+            .name("replay-parse".into())
+            .spawn(move || parse_loop(reader, to_engine, empties))?;
+        Ok(Source::Thread {
+            batches,
+            give_back,
+            parser,
+        })
+    }
+
+    fn next(&mut self) -> Msg {
+        match self {
+            Source::Thread { batches, .. } => batches.recv().unwrap_or(Msg::End(Duration::ZERO)),
+            Source::Inline {
+                reader,
+                pending,
+                spare,
+                busy,
+            } => {
+                if let Some(m) = pending.take() {
+                    return m;
+                }
+                let t0 = Instant::now();
+                let mut b = spare.take().unwrap_or_else(empty_batch);
+                b.events.clear();
+                b.lines.clear();
+                let end = fill(reader, &mut b);
+                b.bytes = reader.bytes();
+                *busy += t0.elapsed();
+                let after = match end {
+                    None => None,
+                    Some(Some(msg)) => Some(msg),
+                    Some(None) => Some(Msg::End(*busy)),
+                };
+                if b.events.is_empty() {
+                    *spare = Some(b);
+                    return after.expect("a batch ends early only for a reason");
+                }
+                *pending = after;
+                Msg::Batch(b)
+            }
+        }
+    }
+
+    fn give_back(&mut self, b: Batch) {
+        match self {
+            Source::Thread { give_back, .. } => {
+                let _ = give_back.send(b);
+            }
+            Source::Inline { spare, .. } => *spare = Some(b),
+        }
+    }
+
+    fn close(self) {
+        if let Source::Thread {
+            batches, parser, ..
+        } = self
+        {
+            drop(batches);
+            let _ = parser.join();
+        }
+    }
 }
 
 /// Run `weir replay`.
@@ -327,7 +501,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         kind: args.type_column.clone(),
         time: args.time_column.clone(),
     };
-    let mut reader = EventReader::new(src, format, columns);
+    let reader = EventReader::new(src, format, columns);
     let sink: Box<dyn Write> = match &args.output {
         None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
         Some(p) => Box::new(BufWriter::with_capacity(
@@ -341,61 +515,70 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let mut windows = (args.emit == Emit::Windows).then(|| Windows::new(&engine));
 
     let mut t = Timings::default();
-    let mut batch: Vec<Event> = Vec::with_capacity(BATCH + 64);
-    let mut lines: Vec<u64> = Vec::with_capacity(BATCH + 64);
     let mut events: u64 = 0;
     let mut bad: u64 = 0;
     let mut first_bad: Option<BadLine> = None;
     let mut progress = ProgressLine::new(!args.quiet, size);
-    let mut eof = false;
-    while !eof {
-        let t0 = Instant::now();
-        while batch.len() < BATCH {
-            let before = batch.len();
-            match reader.next_into(&mut batch) {
-                Ok(Some(line)) => lines.resize(lines.len() + batch.len() - before, line),
-                Ok(None) => {
-                    eof = true;
-                    break;
-                }
-                Err(Ok(b)) if args.skip_bad => {
+    // With --threads 2, lines are read and parsed on their own thread, a batch at a time,
+    // while this one applies the previous batch; emptied batches go back to be refilled.
+    let mut source = Source::new(reader, args.threads > 1)?;
+    let result = (|| -> anyhow::Result<()> {
+        loop {
+            let t0 = Instant::now();
+            let msg = source.next();
+            t.wait += t0.elapsed();
+            let b = match msg {
+                Msg::Batch(b) => b,
+                Msg::Bad(b) if args.skip_bad => {
                     bad += 1;
                     first_bad.get_or_insert(b);
+                    continue;
                 }
-                Err(Ok(b)) => bail!("{}: {b}", args.events.display()),
-                Err(Err(e)) => {
+                Msg::Bad(b) => bail!("{}: {b}", args.events.display()),
+                Msg::Io(e) => {
                     return Err(e).with_context(|| format!("reading {}", args.events.display()))
                 }
-            }
-        }
-        let t1 = Instant::now();
-        t.read += t1 - t0;
-        let mut wrote = Duration::ZERO;
-        for (ev, line) in batch.drain(..).zip(lines.drain(..)) {
-            if let Some(w) = &mut windows {
-                let n = out.counts[0];
-                let tw = Instant::now();
-                w.before(&engine, ev.ts, &mut out)?;
-                if out.counts[0] != n {
-                    wrote += tw.elapsed();
+                Msg::End(parse) => {
+                    t.read = parse;
+                    return Ok(());
                 }
-            }
-            if has_rules {
-                let (_, d) = rules.add_and_check(&ev, |_| 0);
-                if args.decisions {
+            };
+            let t1 = Instant::now();
+            let mut wrote = Duration::ZERO;
+            for (ev, &line) in b.events.iter().zip(&b.lines) {
+                if let Some(w) = &mut windows {
+                    let n = out.counts[0];
                     let tw = Instant::now();
-                    out.decision(line, &d)?;
-                    wrote += tw.elapsed();
+                    w.before(&engine, ev.ts, &mut out)?;
+                    if out.counts[0] != n {
+                        wrote += tw.elapsed();
+                    }
                 }
-            } else {
-                engine.apply(&ev, || 0);
+                if has_rules {
+                    let (_, d) = rules.add_and_check(ev, |_| 0);
+                    if args.decisions {
+                        let tw = Instant::now();
+                        out.decision(line, &d)?;
+                        wrote += tw.elapsed();
+                    }
+                } else {
+                    engine.apply(ev, || 0);
+                }
             }
-            events += 1;
+            events += b.events.len() as u64;
+            t.apply += t1.elapsed().saturating_sub(wrote);
+            t.write += wrote;
+            progress.tick(events, b.bytes);
+            // The batch goes back whole: its events are freed on the thread that made them
+            // (freeing another thread's allocations is markedly slower).
+            source.give_back(b);
         }
-        let elapsed = t1.elapsed();
-        t.apply += elapsed.saturating_sub(wrote);
-        t.write += wrote;
-        progress.tick(events, reader.bytes());
+    })();
+    source.close();
+    result?;
+    if args.threads <= 1 {
+        // Inline, the wait for a batch was the parsing itself.
+        t.wait = Duration::ZERO;
     }
     let tw = Instant::now();
     if let Some(w) = &mut windows {
@@ -414,11 +597,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         let secs = started.elapsed().as_secs_f64();
         let late: u64 = engine.metrics().iter().map(|m| m.late_dropped).sum();
         eprintln!(
-            "replay: {events} events in {secs:.2} s ({:.0} events/s); reading and parsing {:.2} s, \
-             engine {:.2} s, writing {:.2} s; wrote {} windows, {} result rows, {} decisions{}",
+            "replay: {events} events in {secs:.2} s ({:.0} events/s); reading and parsing {:.2} s \
+             (its own thread), engine {:.2} s, waiting for parsed events {:.2} s, writing {:.2} s; \
+             wrote {} windows, {} result rows, {} decisions{}",
             events as f64 / secs.max(1e-9),
             t.read.as_secs_f64(),
             t.apply.as_secs_f64(),
+            t.wait.as_secs_f64(),
             t.write.as_secs_f64(),
             out.counts[0],
             out.counts[1],
