@@ -44,14 +44,16 @@ def main():
             'format' = 'json'
         )""")
     if a.out:
-        sink = f"""'connector' = 'filesystem', 'path' = 'file://{os.path.abspath(a.out)}',
-                   'format' = 'csv'"""
+        # Window bounds as unix ms, to compare with Weir's output.
+        sink = (f"'connector' = 'filesystem', 'path' = 'file://{os.path.abspath(a.out)}', "
+                "'format' = 'csv'")
         ts_type = "BIGINT"
-        bounds = "UNIX_TIMESTAMP(CAST(window_start AS STRING)) * 1000"
+        cols = ("seller, CAST(EXTRACT(EPOCH FROM window_start) AS BIGINT) * 1000, "
+                "CAST(EXTRACT(EPOCH FROM window_end) AS BIGINT) * 1000")
     else:
         sink = "'connector' = 'blackhole'"
         ts_type = "TIMESTAMP_LTZ(3)"
-        bounds = None
+        cols = "seller, window_start, window_end"
     t.execute_sql(f"""
         CREATE TABLE sink (
             seller STRING,
@@ -60,11 +62,6 @@ def main():
             n BIGINT,
             total BIGINT
         ) WITH ({sink})""")
-    if bounds:
-        cols = ("seller, CAST(EXTRACT(EPOCH FROM window_start) AS BIGINT) * 1000, "
-                "CAST(EXTRACT(EPOCH FROM window_end) AS BIGINT) * 1000")
-    else:
-        cols = "seller, window_start, window_end"
     job = time.time()
     t.execute_sql(f"""
         INSERT INTO sink
