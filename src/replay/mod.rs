@@ -135,21 +135,20 @@ pub fn apply_statements(engine: &Engine, rules: &RuleSet, text: &str) -> anyhow:
             }
             Statement::DropQuery(d) => {
                 let name = &d.name.name;
-                let readers: Vec<String> = rules
-                    .rules()
-                    .into_iter()
-                    .filter(|r| !r.owns_query && r.query == *name)
-                    .map(|r| r.name)
-                    .collect();
-                if !readers.is_empty() && !d.cascade {
-                    bail!("line {}: query '{name}' is read by rule(s) {}; drop them first or use CASCADE", d.name.span.line, readers.join(", "));
+                let line = d.name.span.line;
+                let (rule_readers, query_readers) = readers(engine, rules, name);
+                if !(rule_readers.is_empty() && query_readers.is_empty()) && !d.cascade {
+                    let all: Vec<String> = rule_readers
+                        .iter()
+                        .map(|r| format!("rule '{r}'"))
+                        .chain(query_readers.iter().map(|q| format!("query '{q}'")))
+                        .collect();
+                    bail!(
+                        "line {line}: query '{name}' is read by {}; drop them first, or use DROP QUERY {name} CASCADE",
+                        all.join(", ")
+                    );
                 }
-                for r in readers {
-                    rules.drop_rule(&r)?;
-                }
-                engine
-                    .drop_query(name)
-                    .with_context(|| format!("line {}", d.name.span.line))?;
+                drop_cascade(engine, rules, name).with_context(|| format!("line {line}"))?;
             }
             Statement::DropRule(n) => rules
                 .drop_rule(&n.name)
@@ -159,6 +158,42 @@ pub fn apply_statements(engine: &Engine, rules: &RuleSet, text: &str) -> anyhow:
             }
         }
     }
+    Ok(())
+}
+
+/// The rules and the queries that read query `name` directly.
+fn readers(engine: &Engine, rules: &RuleSet, name: &str) -> (Vec<String>, Vec<String>) {
+    let rule_readers = rules
+        .rules()
+        .into_iter()
+        .filter(|r| {
+            let reads = if r.owns_query {
+                engine.upstream_of(&r.query)
+            } else {
+                Some(r.query.clone())
+            };
+            reads.as_deref() == Some(name)
+        })
+        .map(|r| r.name)
+        .collect();
+    let query_readers = engine
+        .query_names()
+        .into_iter()
+        .filter(|q| engine.upstream_of(q).as_deref() == Some(name))
+        .collect();
+    (rule_readers, query_readers)
+}
+
+/// Drop query `name` and everything that reads it, directly or through other queries.
+fn drop_cascade(engine: &Engine, rules: &RuleSet, name: &str) -> anyhow::Result<()> {
+    let (rule_readers, query_readers) = readers(engine, rules, name);
+    for r in rule_readers {
+        rules.drop_rule(&r)?;
+    }
+    for q in query_readers {
+        drop_cascade(engine, rules, &q)?;
+    }
+    engine.drop_query(name)?;
     Ok(())
 }
 
