@@ -71,8 +71,15 @@ fn write_ndjson(path: &Path, evs: &[Ev]) {
 
 fn replay(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
-    cmd.arg("replay").args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.arg("replay")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd.spawn().expect("run weir replay");
     if let Some(input) = stdin {
         child.stdin.take().unwrap().write_all(input).unwrap();
@@ -153,7 +160,9 @@ fn oracle_windows_of(evs: &[Ev], counted: &[bool]) -> Table {
                 end += G;
             }
             if b + G > wm {
-                let c = t.entry(("tum".into(), e.key.clone(), b, b + G)).or_default();
+                let c = t
+                    .entry(("tum".into(), e.key.clone(), b, b + G))
+                    .or_default();
                 c.0 += 1;
                 c.1 += e.amount;
             }
@@ -218,13 +227,23 @@ fn windows_and_results_equal_a_recount() {
         let f = dir.path().join(format!("ev{seed}.ndjson"));
         write_ndjson(&f, &evs);
         let rows = ok(&replay(
-            &["-s", q.to_str().unwrap(), f.to_str().unwrap(), "--emit", "windows"],
+            &[
+                "-s",
+                q.to_str().unwrap(),
+                f.to_str().unwrap(),
+                "--emit",
+                "windows",
+            ],
             None,
         ));
         let windows = table(&rows, "window");
         let want = oracle_windows(&evs);
         same(&windows, &want, &format!("seed {seed}: windows"));
-        same(&table(&rows, "result"), &oracle_results(&evs), &format!("seed {seed}: results"));
+        same(
+            &table(&rows, "result"),
+            &oracle_results(&evs),
+            &format!("seed {seed}: results"),
+        );
         // Windows come out in the order they close: window ends never go back per query.
         let mut last: BTreeMap<&str, i64> = BTreeMap::new();
         for r in rows.iter().filter(|r| r["kind"] == "window") {
@@ -237,9 +256,16 @@ fn windows_and_results_equal_a_recount() {
             *prev = end;
         }
         // Without --emit windows: the results only.
-        let plain = ok(&replay(&["-s", q.to_str().unwrap(), f.to_str().unwrap()], None));
+        let plain = ok(&replay(
+            &["-s", q.to_str().unwrap(), f.to_str().unwrap()],
+            None,
+        ));
         assert!(plain.iter().all(|r| r["kind"] == "result"));
-        same(&table(&plain, "result"), &oracle_results(&evs), "results alone");
+        same(
+            &table(&plain, "result"),
+            &oracle_results(&evs),
+            "results alone",
+        );
     }
 }
 
@@ -313,11 +339,23 @@ fn ndjson_in_every_shape_and_csv_give_the_same_answer() {
     assert!(!a.is_empty());
     assert_eq!(a, b, "NDJSON and CSV");
     assert_eq!(b, c, "CSV from a file and from stdin");
-    same(&table(&a, "window"), &oracle_windows(&evs), "windows of every shape");
+    same(
+        &table(&a, "window"),
+        &oracle_windows(&evs),
+        "windows of every shape",
+    );
 
     // CSV out: one header, then the same rows.
     let out = replay(
-        &["-s", qs, nd.to_str().unwrap(), "--emit", "windows", "--output-format", "csv"],
+        &[
+            "-s",
+            qs,
+            nd.to_str().unwrap(),
+            "--emit",
+            "windows",
+            "--output-format",
+            "csv",
+        ],
         None,
     );
     assert!(out.status.success());
@@ -348,13 +386,17 @@ fn a_bad_line_is_named_by_its_number() {
     let q = dir.path().join("q.wql");
     std::fs::write(&q, QUERIES).unwrap();
     let qs = q.to_str().unwrap();
-    let good = |i: i64| json!({"type":"order","ts": BASE + i * 1000,"seller":"a","amount":1}).to_string();
+    let good =
+        |i: i64| json!({"type":"order","ts": BASE + i * 1000,"seller":"a","amount":1}).to_string();
     let cases = [
         ("{\"type\":\"order\",\"ts\":", "not JSON"),
         (r#"{"type":"order","seller":"a"}"#, "no time"),
         (r#"{"ts":1700000000000,"seller":"a"}"#, "missing event type"),
         (r#"{"type":"order","ts":"yesterday"}"#, "unparseable time"),
-        (r#"{"events":[{"type":"order","ts":1},{"type":"order"}]}"#, "event 1: "),
+        (
+            r#"{"events":[{"type":"order","ts":1},{"type":"order"}]}"#,
+            "event 1: ",
+        ),
     ];
     for (bad, why) in cases {
         let text = format!("{}\n{}\n\n{}\n{}\n", good(0), good(1), bad, good(2));
@@ -363,32 +405,55 @@ fn a_bad_line_is_named_by_its_number() {
         let out = replay(&["-s", qs, f.to_str().unwrap()], None);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{bad}");
-        assert!(err.contains("line 4: ") && err.contains(why), "{bad}: {err}");
+        assert!(
+            err.contains("line 4: ") && err.contains(why),
+            "{bad}: {err}"
+        );
         // --skip-bad: counted and reported, the rest replayed.
         let out = replay(&["-s", qs, f.to_str().unwrap(), "--skip-bad"], None);
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         let rows = ok(&out);
-        assert!(err.contains("skipped 1 bad line(s); the first: line 4: "), "{err}");
+        assert!(
+            err.contains("skipped 1 bad line(s); the first: line 4: "),
+            "{err}"
+        );
         let all = rows.iter().find(|r| r["query"] == "all_time").unwrap();
         assert_eq!(all["values"]["n"], 3, "{err}");
     }
     // CSV: a short row and an empty time, with their line numbers.
     let f = dir.path().join("bad.csv");
-    std::fs::write(&f, "type,ts,seller\norder,1700000000000,a\norder,1700000001000\norder,,b\n").unwrap();
+    std::fs::write(
+        &f,
+        "type,ts,seller\norder,1700000000000,a\norder,1700000001000\norder,,b\n",
+    )
+    .unwrap();
     let out = replay(&["-s", qs, f.to_str().unwrap()], None);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 3: 2 cells, but the header has 3 columns"), "{err}");
+    assert!(
+        err.contains("line 3: 2 cells, but the header has 3 columns"),
+        "{err}"
+    );
     let out = replay(&["-s", qs, f.to_str().unwrap(), "--skip-bad"], None);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     ok(&out);
-    assert!(err.contains("skipped 2 bad line(s); the first: line 3"), "{err}");
+    assert!(
+        err.contains("skipped 2 bad line(s); the first: line 3"),
+        "{err}"
+    );
     // A CSV without the type column says which flag names it.
     std::fs::write(&f, "kind,ts\norder,1\n").unwrap();
     let out = replay(&["-s", qs, f.to_str().unwrap()], None);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 1: ") && err.contains("--type-column"), "{err}");
+    assert!(
+        err.contains("line 1: ") && err.contains("--type-column"),
+        "{err}"
+    );
     // A statement error names its line in the statements file.
-    std::fs::write(&q, "CREATE QUERY a AS SELECT count(*) AS n FROM t;\nCREATE QUERY b AS SELEC 1;").unwrap();
+    std::fs::write(
+        &q,
+        "CREATE QUERY a AS SELECT count(*) AS n FROM t;\nCREATE QUERY b AS SELEC 1;",
+    )
+    .unwrap();
     let out = replay(&["-s", qs, f.to_str().unwrap()], None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("line 2"), "{err}");
@@ -412,7 +477,14 @@ fn decisions_equal_a_sequential_oracle() {
     let f = dir.path().join("ev.ndjson");
     write_ndjson(&f, &evs);
     let rows = ok(&replay(
-        &["-s", q.to_str().unwrap(), f.to_str().unwrap(), "--decisions", "--emit", "windows"],
+        &[
+            "-s",
+            q.to_str().unwrap(),
+            f.to_str().unwrap(),
+            "--decisions",
+            "--emit",
+            "windows",
+        ],
         None,
     ));
     let decisions: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "decision").collect();
@@ -438,7 +510,11 @@ fn decisions_equal_a_sequential_oracle() {
         let allow = n <= limit;
         let r = &d["rules"][0];
         assert_eq!(
-            (r["value"].as_i64(), r["window_end"].as_i64(), d["allowed"].as_bool()),
+            (
+                r["value"].as_i64(),
+                r["window_end"].as_i64(),
+                d["allowed"].as_bool()
+            ),
             (Some(n), Some(end), Some(allow)),
             "line {}: {d}",
             i + 1
@@ -452,7 +528,10 @@ fn decisions_equal_a_sequential_oracle() {
         }
         counted.push(allow);
     }
-    assert!(denied > 100, "the limit is reached often ({denied} denials)");
+    assert!(
+        denied > 100,
+        "the limit is reached often ({denied} denials)"
+    );
     // A denied event is counted in no query: the windows are those of the admitted events.
     let want: Table = oracle_windows_of(&evs, &counted)
         .into_iter()
@@ -462,7 +541,14 @@ fn decisions_equal_a_sequential_oracle() {
 
     // CSV: one row per decision of a matching rule, or one for an event no rule matches.
     let out = replay(
-        &["-s", q.to_str().unwrap(), f.to_str().unwrap(), "--decisions", "--output-format", "csv"],
+        &[
+            "-s",
+            q.to_str().unwrap(),
+            f.to_str().unwrap(),
+            "--decisions",
+            "--output-format",
+            "csv",
+        ],
         None,
     );
     assert!(out.status.success());

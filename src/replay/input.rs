@@ -437,15 +437,28 @@ mod tests {
         let mut out = Vec::new();
         let e = ndjson_line(r#"{"type":"a","x":1}"#, &opts(), &mut out).unwrap_err();
         assert!(e.contains("no time"), "{e}");
-        let e = ndjson_line(r#"{"events":[{"type":"a","ts":1},{"type":"b"}]}"#, &opts(), &mut out)
-            .unwrap_err();
+        let e = ndjson_line(
+            r#"{"events":[{"type":"a","ts":1},{"type":"b"}]}"#,
+            &opts(),
+            &mut out,
+        )
+        .unwrap_err();
         assert!(e.starts_with("event 1: ") && e.contains("no time"), "{e}");
         assert!(out.is_empty());
-        ndjson_line(r#"{"events":[{"type":"a","ts":1},{"type":"b","time":2}]}"#, &opts(), &mut out)
-            .unwrap();
+        ndjson_line(
+            r#"{"events":[{"type":"a","ts":1},{"type":"b","time":2}]}"#,
+            &opts(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 2);
         // Far in the future is fine: a file is read as recorded.
-        ndjson_line(r#"{"type":"a","ts":"2999-01-01 00:00:00"}"#, &opts(), &mut out).unwrap();
+        ndjson_line(
+            r#"{"type":"a","ts":"2999-01-01 00:00:00"}"#,
+            &opts(),
+            &mut out,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -457,6 +470,8 @@ mod tests {
         assert_eq!(cells, ["x"]);
         split_csv("x,", &mut cells).unwrap();
         assert_eq!(cells, ["x", ""]);
-        assert!(split_csv(r#"a,"open"#, &mut cells).unwrap_err().contains("cell 2"));
+        assert!(split_csv(r#"a,"open"#, &mut cells)
+            .unwrap_err()
+            .contains("cell 2"));
     }
 }

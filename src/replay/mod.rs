@@ -117,7 +117,10 @@ pub fn apply_statements(engine: &Engine, rules: &RuleSet, text: &str) -> anyhow:
             Statement::CreateQuery(q) => {
                 let name = &q.name.name;
                 if !q.or_replace() && engine.query(name).is_some() {
-                    bail!("line {}: query '{name}' exists; use CREATE OR REPLACE QUERY to replace it", q.name.span.line);
+                    bail!(
+                        "line {}: query '{name}' exists; use CREATE OR REPLACE QUERY to replace it",
+                        q.name.span.line
+                    );
                 }
                 engine.create_query(name, &q.select).map_err(located)?;
             }
@@ -125,7 +128,11 @@ pub fn apply_statements(engine: &Engine, rules: &RuleSet, text: &str) -> anyhow:
                 let name = &r.name.name;
                 if let RuleSource::On(q) = &r.source {
                     if engine.query(&q.name).is_none() {
-                        bail!("line {}: rule '{name}' reads query '{}', which does not exist", q.span.line, q.name);
+                        bail!(
+                            "line {}: rule '{name}' reads query '{}', which does not exist",
+                            q.span.line,
+                            q.name
+                        );
                     }
                 }
                 rules.create_rule(name, r).map_err(|e| match e {
@@ -355,7 +362,9 @@ fn fill(reader: &mut EventReader, b: &mut Batch) -> Option<Option<Msg>> {
     while b.events.len() < BATCH {
         let before = b.events.len();
         match reader.next_into(&mut b.events) {
-            Ok(Some(line)) => b.lines.resize(b.lines.len() + b.events.len() - before, line),
+            Ok(Some(line)) => b
+                .lines
+                .resize(b.lines.len() + b.events.len() - before, line),
             Ok(None) => return Some(None),
             Err(Ok(bad)) => return Some(Some(Msg::Bad(bad))),
             Err(Err(e)) => return Some(Some(Msg::Io(e))),
@@ -511,10 +520,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     apply_statements(&engine, &rules, &text)
         .with_context(|| format!("in {}", args.statements.display()))?;
     if engine.query_names().is_empty() && rules.rule_names().is_empty() {
-        bail!(
-            "{} defines no query and no rule",
-            args.statements.display()
-        );
+        bail!("{} defines no query and no rule", args.statements.display());
     }
     let has_rules = !rules.rule_names().is_empty();
     if args.decisions && !has_rules {
@@ -544,8 +550,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
     };
-    let header =
-        (args.output_format == OutputFormat::Csv).then(|| csv_header(&engine, &rules, args.decisions));
+    let header = (args.output_format == OutputFormat::Csv)
+        .then(|| csv_header(&engine, &rules, args.decisions));
     let mut out = Output::new(sink, header)?;
     let mut windows = (args.emit == Emit::Windows).then(|| Windows::new(&engine));
 
