@@ -255,6 +255,20 @@ fn windows_and_results_equal_a_recount() {
             assert!(end >= *prev, "{r}");
             *prev = end;
         }
+        // One thread (parsing between batches) gives the same rows.
+        let one = ok(&replay(
+            &[
+                "-s",
+                q.to_str().unwrap(),
+                f.to_str().unwrap(),
+                "--emit",
+                "windows",
+                "--threads",
+                "1",
+            ],
+            None,
+        ));
+        assert_eq!(one, rows, "seed {seed}: --threads 1");
         // Without --emit windows: the results only.
         let plain = ok(&replay(
             &["-s", q.to_str().unwrap(), f.to_str().unwrap()],
@@ -409,16 +423,29 @@ fn a_bad_line_is_named_by_its_number() {
             err.contains("line 4: ") && err.contains(why),
             "{bad}: {err}"
         );
-        // --skip-bad: counted and reported, the rest replayed.
-        let out = replay(&["-s", qs, f.to_str().unwrap(), "--skip-bad"], None);
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        let rows = ok(&out);
-        assert!(
-            err.contains("skipped 1 bad line(s); the first: line 4: "),
-            "{err}"
-        );
-        let all = rows.iter().find(|r| r["query"] == "all_time").unwrap();
-        assert_eq!(all["values"]["n"], 3, "{err}");
+        // --skip-bad: counted and reported, the rest replayed (on one thread or two).
+        for threads in ["1", "2"] {
+            let args = [
+                "-s",
+                qs,
+                f.to_str().unwrap(),
+                "--skip-bad",
+                "--threads",
+                threads,
+            ];
+            let out = replay(&args, None);
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            let rows = ok(&out);
+            assert!(
+                err.contains("skipped 1 bad line(s); the first: line 4: "),
+                "{err}"
+            );
+            let all = rows.iter().find(|r| r["query"] == "all_time").unwrap();
+            assert_eq!(all["values"]["n"], 3, "{err}");
+        }
+        let out = replay(&["-s", qs, f.to_str().unwrap(), "--threads", "1"], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("line 4: "), "{err}");
     }
     // CSV: a short row and an empty time, with their line numbers.
     let f = dir.path().join("bad.csv");
