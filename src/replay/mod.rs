@@ -144,7 +144,8 @@ pub fn apply_statements(engine: &Engine, rules: &RuleSet, text: &str) -> anyhow:
                 let name = &d.name.name;
                 let line = d.name.span.line;
                 let (rule_readers, query_readers) = readers(engine, rules, name);
-                if !(rule_readers.is_empty() && query_readers.is_empty()) && !d.cascade {
+                let read = !rule_readers.is_empty() || !query_readers.is_empty();
+                if read && !d.cascade {
                     let all: Vec<String> = rule_readers
                         .iter()
                         .map(|r| format!("rule '{r}'"))
@@ -400,17 +401,16 @@ fn parse_loop(
         if !b.events.is_empty() && to_engine.send(Msg::Batch(b)).is_err() {
             return;
         }
-        match end {
-            None => {}
-            Some(Some(msg)) => {
-                if to_engine.send(msg).is_err() {
-                    return;
-                }
-            }
+        let stop = match end {
+            None => false,
+            Some(Some(msg)) => to_engine.send(msg).is_err(),
             Some(None) => {
                 let _ = to_engine.send(Msg::End(busy));
-                return;
+                true
             }
+        };
+        if stop {
+            return;
         }
     }
 }
@@ -423,7 +423,7 @@ enum Source {
         parser: std::thread::JoinHandle<()>,
     },
     Inline {
-        reader: EventReader,
+        reader: Box<EventReader>,
         pending: Option<Msg>,
         spare: Option<Batch>,
         busy: Duration,
@@ -434,7 +434,7 @@ impl Source {
     fn new(reader: EventReader, thread: bool) -> std::io::Result<Self> {
         if !thread {
             return Ok(Source::Inline {
-                reader,
+                reader: Box::new(reader),
                 pending: None,
                 spare: None,
                 busy: Duration::ZERO,
