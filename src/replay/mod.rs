@@ -40,7 +40,7 @@ use weir_rules::RuleSet;
 use input::{BadLine, CsvColumns, EventReader, InputFormat};
 use output::{CsvHeader, Output, OutputFormat, RowKind};
 
-/// Events parsed (on the parse thread) per batch handed to the engine; parse and apply are
+/// Events parsed per batch handed to the engine; parse and apply are
 /// timed per batch, not per event.
 const BATCH: usize = 4096;
 
@@ -86,8 +86,10 @@ pub struct ReplayArgs {
     /// Count and report bad lines instead of stopping at the first.
     #[arg(long)]
     pub skip_bad: bool,
-    /// Threads: 2 parses on a thread of its own while the engine applies; 1 does both in turn.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// Threads: 1 parses and applies in turn; 2 parses on a thread of its own while the
+    /// engine applies (faster only when two cores are free: on a busy machine the two
+    /// threads slow each other down more than they overlap).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub threads: u8,
     /// No progress lines and no summary on stderr.
     #[arg(long, short = 'q')]
@@ -638,11 +640,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         let secs = started.elapsed().as_secs_f64();
         let late: u64 = engine.metrics().iter().map(|m| m.late_dropped).sum();
         eprintln!(
-            "replay: {events} events in {secs:.2} s ({:.0} events/s); reading and parsing {:.2} s \
-             (its own thread), engine {:.2} s, waiting for parsed events {:.2} s, writing {:.2} s; \
+            "replay: {events} events in {secs:.2} s ({:.0} events/s); reading and parsing {:.2} s{}, \
+             engine {:.2} s, waiting for parsed events {:.2} s, writing {:.2} s; \
              wrote {} windows, {} result rows, {} decisions{}",
             events as f64 / secs.max(1e-9),
             t.read.as_secs_f64(),
+            if args.threads > 1 { " (on its own thread)" } else { "" },
             t.apply.as_secs_f64(),
             t.wait.as_secs_f64(),
             t.write.as_secs_f64(),
