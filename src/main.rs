@@ -1,7 +1,7 @@
 //! # weir
 //!
 //! The `weir` binary: `serve` runs the engine behind its HTTP API; `apply`, `send` and `check`
-//! talk to a running server.
+//! talk to a running server; `replay` runs statements over an events file with no server.
 //!
 //! # Layout
 //! - [`config`]: the configuration tree and its layers.
@@ -23,6 +23,7 @@
 //! - [`progress`]: progress bars of the client subcommands.
 //! - [`gen`]: random events between two times.
 //! - [`bench`]: the open-loop load generator.
+//! - [`replay`]: `weir replay`, statements over an events file with no storage.
 
 mod access;
 mod alerts;
@@ -41,6 +42,7 @@ mod insights;
 mod oneshot;
 mod progress;
 mod recovery;
+mod replay;
 mod server;
 mod shapes;
 mod sink;
@@ -97,6 +99,9 @@ enum Command {
     Gen(gen::GenArgs),
     /// Measure a running server with an open-loop load generator.
     Bench(bench::BenchArgs),
+    /// Run DSL statements over an events file (NDJSON or CSV) with no storage and write the
+    /// results, every closing window (`--emit windows`) or every decision (`--decisions`).
+    Replay(Box<replay::ReplayArgs>),
     /// Check or show the configuration `weir serve` would run with.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -285,6 +290,7 @@ fn main() -> anyhow::Result<()> {
         Command::Send { file, batch, url } => rt.block_on(client::send(&url, file, batch)),
         Command::Gen(args) => rt.block_on(gen::run(args)),
         Command::Bench(args) => rt.block_on(bench::run(args)),
+        Command::Replay(args) => replay::run(*args),
         Command::Key {
             account,
             project,
