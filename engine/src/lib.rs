@@ -17,6 +17,7 @@
 //! - [`persist`]: state persisted incrementally as key-bucket rows, and its restore.
 //! - [`backfill`]: shadow versions of a query, fed live and from the log, then promoted.
 //! - [`hash`]: the stable key hash.
+//! - [`key`]: a group key stored compactly (inline when small).
 //!
 //! # Design
 //! Each query has `shards` mutex-guarded shards; a key lives in the shard given by a stable
@@ -40,6 +41,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod expr;
 pub mod hash;
+pub mod key;
 pub mod locked;
 pub mod persist;
 pub mod plan;
