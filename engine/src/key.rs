@@ -116,10 +116,12 @@ impl Part<'_> {
 fn next(b: &[u8]) -> Option<(Part<'_>, &[u8])> {
     let (&tag, rest) = b.split_first()?;
     let n = (tag & 0x0f) as usize;
+    // A byte loop: a variable-length copy would be a call to memcpy.
     let word = |rest: &[u8], n: usize| {
-        let mut w = [0u8; 8];
-        w[..n].copy_from_slice(&rest[..n]);
-        u64::from_le_bytes(w)
+        rest[..n]
+            .iter()
+            .rev()
+            .fold(0u64, |w, &b| (w << 8) | u64::from(b))
     };
     Some(match tag & 0xf0 {
         0x00 => match tag {

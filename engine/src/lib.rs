@@ -352,13 +352,28 @@ impl Engine {
         })
     }
 
-    /// Apply many events, each as [`Engine::apply`]; `seq(i)` is called for event i.
+    /// Apply many events, each as [`Engine::apply`]; `seq(i)` is called for event i while
+    /// the locks of the shards event i touches are held. The catalogue is read-locked once
+    /// for the batch (a query created or dropped meanwhile waits for the batch to end).
     pub fn apply_batch(&self, events: &[Event], mut seq: impl FnMut(usize) -> u64) -> Vec<u64> {
-        events
+        let cat = self.catalog.read();
+        let mut applied = 0;
+        let ids = events
             .iter()
             .enumerate()
-            .map(|(i, ev)| self.apply(ev, || seq(i)).0)
-            .collect()
+            .map(|(i, ev)| {
+                let (id, any) = Locked::with(ev, &cat, self.cfg.shards, |lk| {
+                    lk.apply();
+                    seq(i)
+                });
+                applied += any as u64;
+                id
+            })
+            .collect();
+        if applied > 0 {
+            self.events_applied.fetch_add(applied, Ordering::Relaxed);
+        }
+        ids
     }
 
     /// Result rows of a query (SPEC sections 3 and 13).

@@ -36,6 +36,9 @@ pub enum Evicted {
     Compacted,
 }
 
+/// Entries up to which a key's buffer doubles when it grows (see [`KeyState::grow`]).
+const DOUBLE_UP_TO: usize = 16;
+
 /// Words of a key's buffer before its first entry: the persistence mark (see
 /// [`KeyState::mark`]).
 pub const HDR: usize = 1;
@@ -231,14 +234,16 @@ impl KeyState {
         pos
     }
 
-    /// Make room for one more entry, growing by an eighth (at least two entries) instead of
-    /// doubling: still amortised O(1), with at most ~12% slack.
+    /// Make room for one more entry: doubling up to [`DOUBLE_UP_TO`] entries (few
+    /// reallocations while a key is young), then growing by an eighth: still amortised
+    /// O(1), with at most ~12% slack on long buffers.
     #[inline]
     fn grow(&mut self, stride: usize) {
         let used = self.used(stride);
         if used + stride > self.buf.len() {
-            let extra = ((used - HDR) / 8).div_ceil(stride).max(2) * stride;
-            self.resize(used + extra);
+            let ents = self.ents as usize;
+            let extra = if ents < DOUBLE_UP_TO { ents } else { ents.div_ceil(8) };
+            self.resize(used + extra.max(2) * stride);
         }
     }
 
