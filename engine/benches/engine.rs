@@ -202,6 +202,8 @@ struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only a counter is kept.
+// (A global allocator cannot be written without `unsafe`; this is the bench binary only.)
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size(), Relaxed);
