@@ -194,13 +194,7 @@ fn restore_query(
             }
             let key = Key::of_values(&k.parts);
             let hash = key.hash();
-            let ks = KeyState::from_raw(
-                key,
-                stride,
-                k.buf.clone(),
-                k.head,
-                k.others.clone(),
-            );
+            let ks = KeyState::from_raw(key, stride, k.buf.clone(), k.head, k.others.clone());
             g.table
                 .insert_unique(slot_hash(hash), ks, |k| slot_hash(k.key.hash()));
         }

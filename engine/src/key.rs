@@ -383,7 +383,7 @@ mod tests {
         let one = json!(1);
         let one_f = json!(1.0);
         let s = json!("1");
-        let k = Key::of_values(&[one.clone()]);
+        let k = Key::of_values(std::slice::from_ref(&one));
         assert!(k.eq_parts(&[KeyPart::Field(Some(&one_f))]));
         assert!(!k.eq_parts(&[KeyPart::Field(Some(&s))]));
         assert!(!k.eq_parts(&[KeyPart::Field(Some(&one)), KeyPart::Field(None)]));

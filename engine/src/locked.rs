@@ -284,9 +284,13 @@ impl<'a> Locked<'a> {
         let Some(it) = self.item_for(name, cond)? else {
             return Ok(None);
         };
-        Ok(Some(self.row(it, include_event, cond.cols, cond.reads_key, |cx, w| {
-            Check::of(cond, cx, w)
-        })))
+        Ok(Some(self.row(
+            it,
+            include_event,
+            cond.cols,
+            cond.reads_key,
+            |cx, w| Check::of(cond, cx, w),
+        )))
     }
 
     /// The event's group key in query `name` (field → value), if the query matches.

@@ -184,9 +184,10 @@ impl QueryRt {
             for &hash in chunk {
                 // Every changed key with this hash, each once: its mark is cleared as it is
                 // copied (a hash may be listed twice, or name a key dropped since).
-                while let Some(ks) = g.table.find_mut(slot_hash(hash), |k| {
-                    k.mark() != 0 && k.key.hash() == hash
-                }) {
+                while let Some(ks) = g
+                    .table
+                    .find_mut(slot_hash(hash), |k| k.mark() != 0 && k.key.hash() == hash)
+                {
                     let d = Dirty::unpack(ks.mark()).expect("a marked key");
                     ks.set_mark(0);
                     taken.push((hash, d));
@@ -342,13 +343,7 @@ impl KeyBuild {
         if !self.others.is_empty() && self.others.len() != live {
             return Err(EngineError::Checkpoint("bucket states do not fit".into()));
         }
-        let ks = KeyState::from_raw(
-            key,
-            stride,
-            self.buf,
-            self.expired,
-            self.others,
-        );
+        let ks = KeyState::from_raw(key, stride, self.buf, self.expired, self.others);
         Ok((ks, hash, self.pos))
     }
 }

@@ -251,7 +251,10 @@ pub fn str_eq(a: &str, b: &str) -> bool {
             return false;
         }
     }
-    ca.remainder().iter().zip(cb.remainder()).all(|(x, y)| x == y)
+    ca.remainder()
+        .iter()
+        .zip(cb.remainder())
+        .all(|(x, y)| x == y)
 }
 
 /// Fields up to which a lookup scans the event's map instead of searching it.
@@ -561,5 +564,56 @@ impl Shard {
             buckets += k.len(plan.stride);
         }
         (bytes, buckets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_pack_and_unpack() {
+        for from in [
+            i64::MIN,
+            -11,
+            -10,
+            0,
+            1,
+            10_000,
+            1_700_000_000_001,
+            i64::MAX,
+        ] {
+            for evicted in [false, true] {
+                let d = Dirty { from, evicted };
+                let w = d.pack();
+                assert_ne!(w, 0, "{d:?}");
+                let u = Dirty::unpack(w).unwrap();
+                assert_eq!(u.evicted, evicted);
+                // Rounded down to even, at most one bucket start earlier.
+                let want = from.min(NONE_CHANGED);
+                assert!(u.from <= want && want - u.from <= 1, "{d:?} -> {u:?}");
+            }
+        }
+        assert_eq!(Dirty::unpack(0), None);
+    }
+
+    #[test]
+    fn short_strings_compare_as_strings() {
+        for (a, b) in [
+            ("", ""),
+            ("k", "k"),
+            ("amount", "amount"),
+            ("abcdefghij", "abcdefghij"),
+        ] {
+            assert!(str_eq(a, b));
+        }
+        for (a, b) in [
+            ("k", "kk"),
+            ("amount", "amounT"),
+            ("abcdefghij", "abcdefghiX"),
+            ("", "a"),
+        ] {
+            assert!(!str_eq(a, b));
+        }
     }
 }

@@ -242,7 +242,11 @@ impl KeyState {
         let used = self.used(stride);
         if used + stride > self.buf.len() {
             let ents = self.ents as usize;
-            let extra = if ents < DOUBLE_UP_TO { ents } else { ents.div_ceil(8) };
+            let extra = if ents < DOUBLE_UP_TO {
+                ents
+            } else {
+                ents.div_ceil(8)
+            };
             self.resize(used + extra.max(2) * stride);
         }
     }
