@@ -22,7 +22,12 @@
 //! # Design
 //! Each query has `shards` mutex-guarded shards; a key lives in the shard given by a stable
 //! hash, so concurrent events on different keys rarely contend and there is no global
-//! lock on the hot path (only a read lock on the query catalogue). A key's retained
+//! lock on the hot path (only a read lock on the query catalogue). The key tables are
+//! hashbrown tables filed under a rotation of the key hash ([`shard::slot_hash`]): the shard
+//! takes the hash's top bits, and so would hashbrown's probe tags. A key is stored as a
+//! 16-byte [`key::Key`] (inline for small keys) so confirming a hit reads no other memory,
+//! and what changed in it since it was persisted is one word in its own buffer rather than
+//! an entry in a second map. A key's retained
 //! buckets sit in one contiguous buffer as prefix sums, so one event is one hash lookup
 //! plus an update of the last entry, and any window is two binary searches and a
 //! subtraction — O(log(w/g)) whatever its length. Non-invertible aggregates keep one state

@@ -1,7 +1,11 @@
 //! One group key's buckets, stored together.
 //!
-//! All of a key's non-empty buckets live in one `Vec<f64>`, sorted by bucket start, one
-//! entry of `stride` words each: `[bucket start, event count, numeric components…]`. The
+//! All of a key's non-empty buckets live in one `f64` buffer, sorted by bucket start, one
+//! entry of `stride` words each: `[bucket start, event count, numeric components…]`,
+//! after one header word (the key's persistence mark). The buffer is a boxed slice whose
+//! length is its capacity, and the key's entry in the shard table is 48 bytes: the
+//! compact [`Key`], the buffer, two counters and the optional tree. A new key with one
+//! bucket owns one 72-byte allocation. The
 //! numeric components are stored as **prefix sums** over the key's retained buckets, so the
 //! value of any run of buckets (a sliding window at any reference time) is the difference
 //! of two entries found by binary search: O(log(w/g)) whatever the window length.
@@ -39,8 +43,8 @@ pub enum Evicted {
 /// Entries up to which a key's buffer doubles when it grows (see [`KeyState::grow`]).
 const DOUBLE_UP_TO: usize = 16;
 
-/// Words of a key's buffer before its first entry: the persistence mark (see
-/// [`KeyState::mark`]).
+/// Words of a key's buffer before its first entry: the persistence mark (what changed
+/// since the key was last persisted, see [`crate::shard::Dirty`]).
 pub const HDR: usize = 1;
 
 /// The state of one group key in one query: 48 bytes in the key table, and one buffer
