@@ -215,8 +215,10 @@ impl QueryRt {
         let mut g = self.shards[cap.shard].lock();
         let g = &mut *g;
         for (hash, d) in cap.taken {
-            // A key dropped since is in `removed`: its rows all go anyway.
-            if let Some(ks) = g.table.find_mut(slot_hash(hash), |k| k.key.hash() == hash) {
+            // A key dropped since is in `removed`: its rows all go anyway. Keys sharing the
+            // whole hash each get the changes of both (a superset of rows is rewritten).
+            let same = |k: &&mut KeyState| k.key.hash() == hash;
+            for ks in g.table.iter_hash_mut(slot_hash(hash)).filter(same) {
                 let merged = match Dirty::unpack(ks.mark()) {
                     Some(e) => e.merge(d),
                     None => {
