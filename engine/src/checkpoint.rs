@@ -17,9 +17,8 @@ use serde_json::Value;
 
 use crate::agg::Other;
 use crate::error::{EngineError, Result};
-use crate::expr::Val;
-use crate::hash::StableHasher;
-use crate::shard::Shard;
+use crate::key::Key;
+use crate::shard::{slot_hash, Shard};
 use crate::window::KeyState;
 use crate::{Engine, QueryRt};
 
@@ -103,8 +102,8 @@ impl Engine {
                             .table
                             .iter()
                             .map(|k| {
-                                let (buf, head, others) = k.raw();
-                                let parts = k.parts.to_vec();
+                                let (buf, head, others) = k.raw(q.plan.stride);
+                                let parts = k.key.values().into_vec();
                                 (
                                     Value::Array(parts.clone()).to_string(),
                                     KeyCheckpoint {
@@ -193,20 +192,11 @@ fn restore_query(
             {
                 return Err(EngineError::Checkpoint("bad bucket buffer".into()));
             }
-            let mut h = StableHasher::default();
-            for p in &k.parts {
-                h.val(Val::of(p));
-            }
-            let hash = h.finish();
-            let ks = KeyState::from_raw(
-                k.parts.clone().into_boxed_slice(),
-                hash,
-                stride,
-                k.buf.clone(),
-                k.head,
-                k.others.clone(),
-            );
-            g.table.insert_unique(hash, ks, |k| k.hash);
+            let key = Key::of_values(&k.parts);
+            let hash = key.hash();
+            let ks = KeyState::from_raw(key, stride, k.buf.clone(), k.head, k.others.clone());
+            g.table
+                .insert_unique(slot_hash(hash), ks, |k| slot_hash(k.key.hash()));
         }
     }
     Ok(())

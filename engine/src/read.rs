@@ -178,13 +178,14 @@ pub fn answer(engine: &Engine, q: &QueryRt, req: &ReadRequest) -> Result<Answer>
         let keep = s.keep_line(plan);
         line = line.max(keep);
         for ks in s.table.iter() {
-            if !key_ok(plan, &ks.parts, req) {
+            let parts = ks.key.values();
+            if !key_ok(plan, &parts, req) {
                 continue;
             }
             let mut push = |acc: Option<Acc>, start, end, bucket| {
                 if let Some(acc) = acc {
                     raws.push(Raw {
-                        parts: ks.parts.to_vec(),
+                        parts: parts.to_vec(),
                         acc,
                         start,
                         end,

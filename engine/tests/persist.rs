@@ -226,3 +226,45 @@ fn a_second_flush_writes_only_what_changed() {
     // Its sentinel and the one bucket that changed.
     assert_eq!(keys[0].rows.len(), 2);
 }
+
+#[test]
+fn a_failed_capture_requeued_is_written_by_the_next() {
+    let e = engine(&query(Some(3 * G)));
+    for i in 0..50 {
+        let ev = event(
+            "t",
+            1_000 + i,
+            json!({ "k": format!("k{}", i % 20), "v": i }),
+        );
+        e.apply(&ev, || i as u64 + 1);
+    }
+    let q = e.persisted_queries().pop().unwrap();
+    let first: Vec<_> = (0..SHARDS).map(|s| q.capture_shard(s, &|| 50)).collect();
+    let mut want: Vec<_> = first.iter().flat_map(|c| c.keys.clone()).collect();
+    assert_eq!(want.len(), 20);
+    // The writes failed: put everything back, then one key changes again.
+    for c in first {
+        q.requeue(c);
+    }
+    let ev = event("t", 1_100, json!({ "k": "k3", "v": 7 }));
+    e.apply(&ev, || 51);
+    let again: Vec<_> = (0..SHARDS).map(|s| q.capture_shard(s, &|| 51)).collect();
+    let mut got: Vec<_> = again.iter().flat_map(|c| c.keys.clone()).collect();
+    assert_eq!(got.len(), 20, "every requeued key is written, each once");
+    let k3 = br#"["k3"]"#.to_vec();
+    want.retain(|k| k.key != k3);
+    got.retain(|k| k.key != k3);
+    // The sentinel rows carry the capture's event id; the bucket rows are unchanged.
+    let buckets = |ks: &mut Vec<KeyWrite>| {
+        ks.sort_by(|a, b| a.key.cmp(&b.key));
+        ks.iter_mut()
+            .for_each(|k| k.rows.retain(|(b, _)| *b != i64::MIN));
+    };
+    buckets(&mut want);
+    buckets(&mut got);
+    assert_eq!(got, want);
+    let none: usize = (0..SHARDS)
+        .map(|s| q.capture_shard(s, &|| 51).keys.len())
+        .sum();
+    assert_eq!(none, 0, "nothing is left marked");
+}
