@@ -1,13 +1,10 @@
 //! Engine benchmarks: ingest per core at several key counts, add_and_check-style decision
-//! evaluation, window reads of different lengths, memory per key (counted by the global
-//! allocator, and RSS), and the bare
+//! evaluation, window reads of different lengths, memory per key-bucket, and the bare
 //! hash-map update as the floor. Numbers go to docs/benchmarks.md.
 #![allow(missing_docs)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -195,75 +192,22 @@ fn reads_non_invertible(c: &mut Criterion) {
     group.finish();
 }
 
-/// The global allocator, counting the bytes live, so the memory bench measures what the
-/// state really allocates rather than the engine's own estimate.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is kept.
-// (A global allocator cannot be written without `unsafe`; this is the bench binary only.)
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Relaxed);
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new, Relaxed);
-        LIVE.fetch_sub(l.size(), Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Resident set size of this process, bytes (Linux; 0 elsewhere).
-fn rss() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
-/// Memory of count+sum over 10 s buckets / 60 min windows: bytes allocated (as counted by
-/// the global allocator, allocator overhead excluded) and RSS growth, per key and per
-/// non-empty key-bucket, for 1 M keys with one bucket each and 100 k keys with 20 each.
 fn memory(_: &mut Criterion) {
-    for (keys, buckets) in [(1_000_000u64, 1i64), (100_000, 20)] {
-        let (live0, rss0) = (LIVE.load(Relaxed), rss());
-        let engine = Engine::new(EngineConfig::default());
-        engine
-            .create_query("q", &count_sum(10_000, 3_600_000))
-            .unwrap();
-        for b in 0..buckets {
-            for k in 0..keys {
-                engine.apply(&ev(k, T0 + b * 10_000), || 0);
-            }
+    let engine = Engine::new(EngineConfig::default());
+    engine
+        .create_query("q", &count_sum(10_000, 3_600_000))
+        .unwrap();
+    let keys = 100_000u64;
+    for b in 0..20 {
+        for k in 0..keys {
+            engine.apply(&ev(k, T0 + b * 10_000), || 0);
         }
-        let live = LIVE.load(Relaxed) - live0;
-        let grown = rss().saturating_sub(rss0);
-        let (estimate, kb) = engine.memory("q").unwrap();
-        println!(
-            "memory: {keys} keys, {kb} key-buckets: allocated {live} bytes = {:.1} per key, \
-             {:.1} per key-bucket; RSS +{grown} bytes = {:.1} per key; engine estimate {:.1} \
-             per key",
-            live as f64 / keys as f64,
-            live as f64 / kb as f64,
-            grown as f64 / keys as f64,
-            estimate as f64 / keys as f64,
-        );
-        drop(engine);
     }
+    let (bytes, buckets) = engine.memory("q").unwrap();
+    println!(
+        "memory: {keys} keys, {buckets} non-empty key-buckets, {bytes} bytes, {:.1} bytes per key-bucket",
+        bytes as f64 / buckets as f64
+    );
 }
 
 criterion_group!(

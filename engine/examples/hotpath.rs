@@ -1,6 +1,5 @@
 //! A driver for instruction-count profiling (callgrind) of the per-event paths:
 //! `hotpath ingest KEYS EVENTS` applies events of random keys to a count+sum query;
-//! (`hotpath ingest KEYS EVENTS REPEATS` runs the events REPEATS times, for sampling profilers);
 //! `hotpath decide KEYS EVENTS` runs the add_and_check engine path (lock, evaluate the
 //! window including the event, apply). Only `run` is meant to be measured:
 //! `valgrind --tool=callgrind --toggle-collect='*hotpath::run*' target/release/examples/hotpath ingest 1000 200000`.
@@ -58,10 +57,7 @@ fn main() {
             };
             let cond = engine.condition("q", &cond_expr).unwrap();
             let events: Vec<Event> = (0..n).map(|i| ev(rng(&mut seed) % keys, T0 + i)).collect();
-            let t = std::time::Instant::now();
             run_decide(&engine, &cond, &events);
-            let per = t.elapsed().as_nanos() as f64 / events.len() as f64;
-            eprintln!("decide {keys} keys: {per:.1} ns per call");
         }
         _ => {
             engine
@@ -73,13 +69,7 @@ fn main() {
             let events: Vec<Event> = (0..n)
                 .map(|i| ev(rng(&mut seed) % keys, T0 + i / 20))
                 .collect();
-            let reps: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                run_ingest(&engine, &events);
-            }
-            let per = t.elapsed().as_nanos() as f64 / (reps as f64 * events.len() as f64);
-            eprintln!("ingest {keys} keys: {per:.1} ns per event");
+            run_ingest(&engine, &events);
         }
     }
 }

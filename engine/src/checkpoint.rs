@@ -17,8 +17,9 @@ use serde_json::Value;
 
 use crate::agg::Other;
 use crate::error::{EngineError, Result};
-use crate::key::Key;
-use crate::shard::{slot_hash, Shard};
+use crate::expr::Val;
+use crate::hash::StableHasher;
+use crate::shard::Shard;
 use crate::window::KeyState;
 use crate::{Engine, QueryRt};
 
@@ -102,8 +103,8 @@ impl Engine {
                             .table
                             .iter()
                             .map(|k| {
-                                let (buf, head, others) = k.raw(q.plan.stride);
-                                let parts = k.key.values().into_vec();
+                                let (buf, head, others) = k.raw();
+                                let parts = k.parts.to_vec();
                                 (
                                     Value::Array(parts.clone()).to_string(),
                                     KeyCheckpoint {
@@ -192,11 +193,20 @@ fn restore_query(
             {
                 return Err(EngineError::Checkpoint("bad bucket buffer".into()));
             }
-            let key = Key::of_values(&k.parts);
-            let hash = key.hash();
-            let ks = KeyState::from_raw(key, stride, k.buf.clone(), k.head, k.others.clone());
-            g.table
-                .insert_unique(slot_hash(hash), ks, |k| slot_hash(k.key.hash()));
+            let mut h = StableHasher::default();
+            for p in &k.parts {
+                h.val(Val::of(p));
+            }
+            let hash = h.finish();
+            let ks = KeyState::from_raw(
+                k.parts.clone().into_boxed_slice(),
+                hash,
+                stride,
+                k.buf.clone(),
+                k.head,
+                k.others.clone(),
+            );
+            g.table.insert_unique(hash, ks, |k| k.hash);
         }
     }
     Ok(())

@@ -279,16 +279,6 @@ impl RowExpr {
         }
     }
 
-    /// Whether this expression reads a group-key part.
-    pub fn reads_key(&self) -> bool {
-        match self {
-            RowExpr::Key(_) => true,
-            RowExpr::Bin(_, a, b) => a.reads_key() || b.reads_key(),
-            RowExpr::Un(_, a) | RowExpr::Test(a, _) => a.reads_key(),
-            _ => false,
-        }
-    }
-
     /// Evaluate over a row.
     pub fn eval<'a>(&'a self, cx: &RowCtx<'a>) -> Val<'a> {
         match self {

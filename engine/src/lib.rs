@@ -17,17 +17,11 @@
 //! - [`persist`]: state persisted incrementally as key-bucket rows, and its restore.
 //! - [`backfill`]: shadow versions of a query, fed live and from the log, then promoted.
 //! - [`hash`]: the stable key hash.
-//! - [`key`]: a group key stored compactly (inline when small).
 //!
 //! # Design
 //! Each query has `shards` mutex-guarded shards; a key lives in the shard given by a stable
 //! hash, so concurrent events on different keys rarely contend and there is no global
-//! lock on the hot path (only a read lock on the query catalogue). The key tables are
-//! hashbrown tables filed under a rotation of the key hash ([`shard::slot_hash`]): the shard
-//! takes the hash's top bits, and so would hashbrown's probe tags. A key is stored as a
-//! 16-byte [`key::Key`] (inline for small keys) so confirming a hit reads no other memory,
-//! and what changed in it since it was persisted is one word in its own buffer rather than
-//! an entry in a second map. A key's retained
+//! lock on the hot path (only a read lock on the query catalogue). A key's retained
 //! buckets sit in one contiguous buffer as prefix sums, so one event is one hash lookup
 //! plus an update of the last entry, and any window is two binary searches and a
 //! subtraction — O(log(w/g)) whatever its length. Non-invertible aggregates keep one state
@@ -46,7 +40,6 @@ pub mod checkpoint;
 pub mod error;
 pub mod expr;
 pub mod hash;
-pub mod key;
 pub mod locked;
 pub mod persist;
 pub mod plan;
@@ -357,28 +350,13 @@ impl Engine {
         })
     }
 
-    /// Apply many events, each as [`Engine::apply`]; `seq(i)` is called for event i while
-    /// the locks of the shards event i touches are held. The catalogue is read-locked once
-    /// for the batch (a query created or dropped meanwhile waits for the batch to end).
+    /// Apply many events, each as [`Engine::apply`]; `seq(i)` is called for event i.
     pub fn apply_batch(&self, events: &[Event], mut seq: impl FnMut(usize) -> u64) -> Vec<u64> {
-        let cat = self.catalog.read();
-        let mut applied = 0;
-        let ids = events
+        events
             .iter()
             .enumerate()
-            .map(|(i, ev)| {
-                let (id, any) = Locked::with(ev, &cat, self.cfg.shards, |lk| {
-                    lk.apply();
-                    seq(i)
-                });
-                applied += any as u64;
-                id
-            })
-            .collect();
-        if applied > 0 {
-            self.events_applied.fetch_add(applied, Ordering::Relaxed);
-        }
-        ids
+            .map(|(i, ev)| self.apply(ev, || seq(i)).0)
+            .collect()
     }
 
     /// Result rows of a query (SPEC sections 3 and 13).

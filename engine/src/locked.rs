@@ -33,8 +33,6 @@ pub struct Condition {
     /// How many leading result columns `expr` and `value` read (the rest are not computed
     /// for a [`Locked::check`]).
     cols: usize,
-    /// Whether `expr`, `value` or those columns read a group-key part.
-    reads_key: bool,
 }
 
 fn is_cmp(op: BinaryOp) -> bool {
@@ -65,13 +63,9 @@ impl Condition {
         let cols = expr
             .cols_needed()
             .max(value.as_ref().map_or(0, RowExpr::cols_needed));
-        let reads_key = expr.reads_key()
-            || value.as_ref().is_some_and(RowExpr::reads_key)
-            || q.plan.columns.iter().take(cols).any(|(_, e)| e.reads_key());
         Ok(Condition {
             query_id: q.id,
             cols,
-            reads_key,
             expr,
             value,
             threshold,
@@ -255,7 +249,6 @@ impl<'a> Locked<'a> {
             it,
             include_event,
             plan.columns.len(),
-            true,
             |cx, w| {
                 let check = Check::of(cond, cx, w);
                 let values = plan
@@ -284,13 +277,9 @@ impl<'a> Locked<'a> {
         let Some(it) = self.item_for(name, cond)? else {
             return Ok(None);
         };
-        Ok(Some(self.row(
-            it,
-            include_event,
-            cond.cols,
-            cond.reads_key,
-            |cx, w| Check::of(cond, cx, w),
-        )))
+        Ok(Some(self.row(it, include_event, cond.cols, |cx, w| {
+            Check::of(cond, cx, w)
+        })))
     }
 
     /// The event's group key in query `name` (field → value), if the query matches.
@@ -321,14 +310,13 @@ impl<'a> Locked<'a> {
 
     /// Build the row of the event's key over the window holding the event (with the event
     /// folded in if `include_event` and it is not late) and pass it to `f`, with the window
-    /// (start, end, width). Only the first `ncols` result columns are computed, and the
-    /// group key only if `with_key`. Buffers are inline for small plans: no allocation.
+    /// (start, end, width). Only the first `ncols` result columns are computed. Buffers are
+    /// inline for small plans: no allocation.
     fn row<R>(
         &self,
         it: &Item<'a>,
         include_event: bool,
         ncols: usize,
-        with_key: bool,
         f: impl FnOnce(&RowCtx<'_>, Window) -> R,
     ) -> R {
         let plan = &it.q.plan;
@@ -372,14 +360,15 @@ impl<'a> Locked<'a> {
         for a in &plan.aggs {
             aggs.push(a.finish(comps, &others));
         }
-        // The event's values: equal to the stored key's (same Val), so every row
-        // expression agrees.
-        let key: SmallVec<[Value; 4]> = if with_key {
-            vals.iter().map(|v| v.to_value()).collect()
-        } else {
-            SmallVec::new()
+        let owned: SmallVec<[Value; 4]>;
+        let key: &[Value] = match ks {
+            // Equal to the event's values (same Val), so every row expression agrees.
+            Some(k) => &k.parts,
+            None => {
+                owned = vals.iter().map(|v| v.to_value()).collect();
+                &owned
+            }
         };
-        let key: &[Value] = &key;
         let (start, end, width) = match plan.time {
             TimeShape::Unbounded => (None, None, None),
             TimeShape::Tumbling { g } => (Some(lo), Some(hi), Some(g)),

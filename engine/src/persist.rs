@@ -33,8 +33,9 @@ use serde_json::Value;
 
 use crate::agg::Other;
 use crate::error::{EngineError, Result};
-use crate::key::Key;
-use crate::shard::{slot_hash, Dirty, Shard};
+use crate::expr::Val;
+use crate::hash::StableHasher;
+use crate::shard::{Dirty, Shard};
 use crate::window::KeyState;
 use crate::{Engine, QueryRt};
 
@@ -143,7 +144,7 @@ fn key_write(pos: u64, ks: &KeyState, d: Dirty, stride: usize, has_others: bool)
         rows.push((ks.start(i, stride), bucket_row(ks, i, stride, has_others)));
     }
     KeyWrite {
-        key: encode_key(&ks.key.values()),
+        key: encode_key(&ks.parts),
         delete_all: false,
         delete_through: d.evicted.then(|| ks.sentinel(stride)[0] as i64),
         rows,
@@ -156,7 +157,7 @@ impl QueryRt {
     pub fn capture_shard(&self, shard: usize, pos: &dyn Fn() -> u64) -> ShardCapture {
         let plan = &self.plan;
         let (stride, has_others) = (plan.stride, !plan.template.is_empty());
-        let (hashes, removed, mark) = {
+        let (taken, removed, mark) = {
             let mut g = self.shards[shard].lock();
             let mark = ShardMark {
                 pos: pos(),
@@ -165,8 +166,8 @@ impl QueryRt {
                 events: g.events,
                 since_sweep: g.since_sweep,
             };
-            let hashes = std::mem::take(&mut g.dirty);
-            (hashes, std::mem::take(&mut g.removed), mark)
+            let taken: Vec<(u64, Dirty)> = std::mem::take(&mut g.dirty).into_iter().collect();
+            (taken, std::mem::take(&mut g.removed), mark)
         };
         let mut keys: Vec<KeyWrite> = removed
             .iter()
@@ -177,20 +178,11 @@ impl QueryRt {
                 rows: Vec::new(),
             })
             .collect();
-        let mut taken = Vec::with_capacity(hashes.len());
-        for chunk in hashes.chunks(CHUNK_KEYS) {
-            let mut g = self.shards[shard].lock();
+        for chunk in taken.chunks(CHUNK_KEYS) {
+            let g = self.shards[shard].lock();
             let at = pos();
-            for &hash in chunk {
-                // Every changed key with this hash, each once: its mark is cleared as it is
-                // copied (a hash may be listed twice, or name a key dropped since).
-                while let Some(ks) = g
-                    .table
-                    .find_mut(slot_hash(hash), |k| k.mark() != 0 && k.key.hash() == hash)
-                {
-                    let d = Dirty::unpack(ks.mark()).expect("a marked key");
-                    ks.set_mark(0);
-                    taken.push((hash, d));
+            for &(hash, d) in chunk {
+                for ks in g.table.iter_hash(hash).filter(|k| k.hash == hash) {
                     let w = key_write(at, ks, d, stride, has_others);
                     // A key dropped and seen again since the last capture: one write that
                     // removes its old rows and writes the new ones.
@@ -213,21 +205,14 @@ impl QueryRt {
     /// Put back what a capture took, after its writes failed: the next capture writes it.
     pub fn requeue(&self, cap: ShardCapture) {
         let mut g = self.shards[cap.shard].lock();
-        let g = &mut *g;
         for (hash, d) in cap.taken {
-            // A key dropped since is in `removed`: its rows all go anyway. Keys sharing the
-            // whole hash each get the changes of both (a superset of rows is rewritten).
-            let same = |k: &&mut KeyState| k.key.hash() == hash;
-            for ks in g.table.iter_hash_mut(slot_hash(hash)).filter(same) {
-                let merged = match Dirty::unpack(ks.mark()) {
-                    Some(e) => e.merge(d),
-                    None => {
-                        g.dirty.push(hash);
-                        d
-                    }
-                };
-                ks.set_mark(merged.pack());
-            }
+            g.dirty
+                .entry(hash)
+                .and_modify(|e| {
+                    e.from = e.from.min(d.from);
+                    e.evicted |= d.evicted;
+                })
+                .or_insert(d);
         }
         g.removed.extend(cap.removed);
     }
@@ -246,7 +231,7 @@ impl QueryRt {
         let bad = |m: String| EngineError::Checkpoint(m);
         let mut s = Shard::default();
         let mut mark: Option<ShardMark> = None;
-        let mut keys: Vec<(KeyState, u64, u64)> = Vec::new();
+        let mut keys: Vec<(KeyState, u64)> = Vec::new();
         let mut cur: Option<KeyBuild> = None;
         for row in rows {
             let (key, bucket, value) = row.map_err(|e| bad(e.to_string()))?;
@@ -287,12 +272,11 @@ impl QueryRt {
         s.since_sweep = mark.since_sweep;
         s.restored_pos = mark.pos;
         let loaded = keys.len();
-        for (ks, hash, pos) in keys {
+        for (ks, pos) in keys {
             if pos > mark.pos {
-                s.restored_keys.insert(hash, pos);
+                s.restored_keys.insert(ks.hash, pos);
             }
-            s.table
-                .insert_unique(slot_hash(hash), ks, |k| slot_hash(k.key.hash()));
+            s.table.insert_unique(ks.hash, ks, |k| k.hash);
         }
         *self.shards[shard].lock() = s;
         Ok((loaded, mark.pos))
@@ -338,15 +322,25 @@ impl KeyBuild {
         })
     }
 
-    fn build(self, stride: usize) -> Result<(KeyState, u64, u64)> {
-        let key = Key::of_values(&self.parts);
-        let hash = key.hash();
+    fn build(self, stride: usize) -> Result<(KeyState, u64)> {
+        let mut h = StableHasher::default();
+        for p in &self.parts {
+            h.val(Val::of(p));
+        }
+        let hash = h.finish();
         let live = self.buf.len() / stride - self.expired - 1;
         if !self.others.is_empty() && self.others.len() != live {
             return Err(EngineError::Checkpoint("bucket states do not fit".into()));
         }
-        let ks = KeyState::from_raw(key, stride, self.buf, self.expired, self.others);
-        Ok((ks, hash, self.pos))
+        let ks = KeyState::from_raw(
+            self.parts.into_boxed_slice(),
+            hash,
+            stride,
+            self.buf,
+            self.expired,
+            self.others,
+        );
+        Ok((ks, self.pos))
     }
 }
 

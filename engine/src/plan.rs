@@ -335,7 +335,7 @@ impl Plan {
     pub fn accepts(&self, ev: &weir_core::Event) -> bool {
         match &self.source {
             SourceKind::All => {}
-            SourceKind::Type(t) if crate::shard::str_eq(t, &ev.kind) => {}
+            SourceKind::Type(t) if *t == ev.kind => {}
             _ => return false,
         }
         self.filter.as_ref().is_none_or(|f| f.eval(ev).truthy())

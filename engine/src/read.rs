@@ -178,14 +178,13 @@ pub fn answer(engine: &Engine, q: &QueryRt, req: &ReadRequest) -> Result<Answer>
         let keep = s.keep_line(plan);
         line = line.max(keep);
         for ks in s.table.iter() {
-            let parts = ks.key.values();
-            if !key_ok(plan, &parts, req) {
+            if !key_ok(plan, &ks.parts, req) {
                 continue;
             }
             let mut push = |acc: Option<Acc>, start, end, bucket| {
                 if let Some(acc) = acc {
                     raws.push(Raw {
-                        parts: parts.to_vec(),
+                        parts: ks.parts.to_vec(),
                         acc,
                         start,
                         end,

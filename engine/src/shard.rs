@@ -16,7 +16,6 @@ use weir_core::Event;
 use crate::agg::Other;
 use crate::expr::Val;
 use crate::hash::StableHasher;
-use crate::key::Key;
 use crate::plan::{Plan, TimeShape};
 use crate::window::{Evicted, KeyState};
 
@@ -34,17 +33,8 @@ impl std::hash::Hasher for KeyHashHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = slot_hash(n);
+        self.0 = n;
     }
-}
-
-/// The hash a key table files a key hash under. The shard is chosen by the top bits of the
-/// key hash ([`shard_of`]) and hashbrown takes its 7-bit tag from the top bits too, so
-/// within one shard the tags would all but coincide and every probe would compare keys;
-/// rotating gives the table bits the shard did not use.
-#[inline]
-pub fn slot_hash(h: u64) -> u64 {
-    h.rotate_left(32)
 }
 
 /// A map keyed by key hash.
@@ -59,40 +49,7 @@ pub struct Dirty {
     pub evicted: bool,
 }
 
-/// `from` of a [`Dirty`] whose entries did not change (only the sentinel moved).
-const NONE_CHANGED: i64 = i64::MAX - 3;
-
 impl Dirty {
-    /// Pack into a key's mark word ([`KeyState::mark`]); 0 is "clean". `from` is rounded
-    /// down to even (a write then at most rewrites one unchanged older bucket row) and the
-    /// low bit holds `evicted`; no packed value is 0.
-    #[inline]
-    pub(crate) fn pack(self) -> u64 {
-        let from = self.from.min(NONE_CHANGED) as u64 & !1;
-        (from | self.evicted as u64) ^ i64::MAX as u64
-    }
-
-    /// Unpack a key's mark word (None: clean).
-    #[inline]
-    pub(crate) fn unpack(w: u64) -> Option<Self> {
-        (w != 0).then(|| {
-            let x = w ^ i64::MAX as u64;
-            Dirty {
-                from: (x & !1) as i64,
-                evicted: x & 1 == 1,
-            }
-        })
-    }
-
-    /// Merge two sets of changes.
-    #[inline]
-    pub(crate) fn merge(self, o: Dirty) -> Dirty {
-        Dirty {
-            from: self.from.min(o.from),
-            evicted: self.evicted | o.evicted,
-        }
-    }
-
     #[inline]
     fn touch(&mut self, bucket: i64, ev: Evicted) {
         self.from = match ev {
@@ -145,10 +102,8 @@ pub struct Shard {
     /// Events since the last sweep.
     pub since_sweep: u64,
     scratch: Vec<f64>,
-    /// Hashes of the keys marked changed since their state was last captured for
-    /// persistence (each key's [`Dirty`] is its mark word; a hash is pushed when a key's
-    /// mark goes from clean to changed, and may name a key dropped since).
-    pub(crate) dirty: Vec<u64>,
+    /// Keys changed since their state was last captured for persistence, by key hash.
+    pub(crate) dirty: ByKeyHash<Dirty>,
     /// Keys dropped (all buckets expired) since the last capture: their rows go.
     pub(crate) removed: Vec<Box<[Value]>>,
     /// While replaying the log after a restore: events up to this id are in the restored
@@ -164,9 +119,6 @@ pub struct Shard {
     line: i64,
     line_lo: i64,
     line_hi: i64,
-    /// The bucket start of the last event and the end of that bucket, so consecutive
-    /// events in one bucket cost no division.
-    last_bucket: (i64, i64),
 }
 
 /// Merged state of a run of buckets: event count and components, and non-invertible states.
@@ -211,7 +163,7 @@ impl<'a> KeyPart<'a> {
     /// Look up `path` in the event: a field, else `type` is the event's type.
     #[inline]
     pub fn of(ev: &'a Event, path: &str) -> Self {
-        match field(ev, path) {
+        match ev.field(path) {
             None if path == TYPE_FIELD => KeyPart::Type(&ev.kind),
             v => KeyPart::Field(v),
         }
@@ -233,46 +185,6 @@ impl<'a> KeyPart<'a> {
             KeyPart::Type(t) => Value::String(t.to_string()),
         }
     }
-}
-
-/// Whether two short strings are equal, compared inline a word at a time (field names and
-/// event types are short: a call to `memcmp` per comparison was a large part of an event's
-/// cost).
-#[inline]
-pub fn str_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        if x != y {
-            return false;
-        }
-    }
-    ca.remainder()
-        .iter()
-        .zip(cb.remainder())
-        .all(|(x, y)| x == y)
-}
-
-/// Fields up to which a lookup scans the event's map instead of searching it.
-const SCAN_FIELDS: usize = 16;
-
-/// [`Event::field`] (a top-level field by name, else a dotted path into nested objects),
-/// with the top-level lookup of small events done by a scan with [`str_eq`].
-#[inline]
-pub fn field<'a>(ev: &'a Event, path: &str) -> Option<&'a Value> {
-    if ev.fields.len() <= SCAN_FIELDS {
-        if let Some((_, v)) = ev.fields.iter().find(|(k, _)| str_eq(k, path)) {
-            return Some(v);
-        }
-        if !path.as_bytes().contains(&b'.') {
-            return None;
-        }
-    }
-    ev.field(path)
 }
 
 /// The name that means the event's type in a query when the event has no field of that name.
@@ -313,33 +225,10 @@ pub fn key_hash(plan: &Plan, ev: &Event) -> u64 {
 /// Whether a stored key equals the event's key values.
 #[inline]
 fn key_eq(ks: &KeyState, vals: &[KeyPart<'_>]) -> bool {
-    ks.key.eq_parts(vals)
-}
-
-/// The table hash of a stored key (recomputed when the table grows).
-#[inline]
-fn rehash(ks: &KeyState) -> u64 {
-    slot_hash(ks.key.hash())
-}
-
-/// Record changes to a key in its mark word; push its hash when it was clean.
-#[inline]
-fn mark(dirty: &mut Vec<u64>, ks: &mut KeyState, hash: u64, bucket: i64, ev: Evicted) {
-    let w = ks.mark();
-    let d = match Dirty::unpack(w) {
-        Some(mut d) => {
-            d.touch(bucket, ev);
-            d
-        }
-        None => {
-            dirty.push(hash);
-            Dirty::of(bucket, ev)
-        }
-    };
-    let p = d.pack();
-    if p != w {
-        ks.set_mark(p);
-    }
+    ks.parts
+        .iter()
+        .zip(vals)
+        .all(|(p, v)| Val::of(p) == v.val())
 }
 
 /// The shard a key hash belongs to.
@@ -357,21 +246,6 @@ pub fn keep_from(plan: &Plan, wm: Option<i64>) -> i64 {
 }
 
 impl Shard {
-    /// [`TimeShape::bucket`] of `ts`, without a division when it is the last event's.
-    #[inline]
-    fn bucket(&mut self, plan: &Plan, ts: i64) -> i64 {
-        let (lo, hi) = self.last_bucket;
-        if lo <= ts && ts < hi {
-            return lo;
-        }
-        let b = plan.time.bucket(ts);
-        self.last_bucket = match plan.time.granularity() {
-            Some(g) => (b, b.saturating_add(g)),
-            None => (i64::MIN, i64::MAX),
-        };
-        b
-    }
-
     /// Whether an event at `ts` would be dropped as late.
     pub fn is_late(&self, plan: &Plan, ts: i64) -> bool {
         plan.time.bucket(ts) < self.keep_line(plan)
@@ -424,7 +298,7 @@ impl Shard {
         vals: &[KeyPart<'_>],
         to_key: bool,
     ) -> Ingest {
-        let bucket = self.bucket(plan, ev.ts);
+        let bucket = plan.time.bucket(ev.ts);
         if bucket < self.keep_line(plan) {
             self.late_dropped += 1;
             return Ingest::Late;
@@ -455,23 +329,24 @@ impl Shard {
         keep: i64,
     ) {
         let stride = plan.stride;
-        let ks = match self.table.find_mut(slot_hash(hash), |k| key_eq(k, vals)) {
+        let ks = match self.table.find_mut(hash, |k| key_eq(k, vals)) {
             Some(k) => k,
-            None => self
-                .table
-                .insert_unique(
-                    slot_hash(hash),
-                    KeyState::new(Key::of_parts(vals), stride),
-                    rehash,
-                )
-                .into_mut(),
+            None => {
+                let parts: Box<[Value]> = vals.iter().map(|v| v.to_value()).collect();
+                self.table
+                    .insert_unique(hash, KeyState::new(parts, hash, stride), |k| k.hash)
+                    .into_mut()
+            }
         };
         let evicted = if keep != i64::MIN {
             ks.evict_before(keep, stride)
         } else {
             Evicted::Nothing
         };
-        mark(&mut self.dirty, ks, hash, bucket, evicted);
+        self.dirty
+            .entry(hash)
+            .and_modify(|d| d.touch(bucket, evicted))
+            .or_insert_with(|| Dirty::of(bucket, evicted));
         let i = ks.entry(bucket, stride, &plan.template);
         if i + 1 == ks.len(stride) {
             // The newest bucket (the in-order case): no later prefix to update.
@@ -509,12 +384,14 @@ impl Shard {
         self.table.retain(|k| {
             let evicted = k.evict_before(keep, stride);
             if k.is_empty(stride) {
-                removed.push(k.key.values().into_vec().into_boxed_slice());
+                removed.push(std::mem::take(&mut k.parts));
                 return false;
             }
             if evicted != Evicted::Nothing {
-                let hash = if k.mark() == 0 { k.key.hash() } else { 0 };
-                mark(dirty, k, hash, NONE_CHANGED, evicted);
+                dirty
+                    .entry(k.hash)
+                    .and_modify(|d| d.touch(i64::MAX, evicted))
+                    .or_insert_with(|| Dirty::of(i64::MAX, evicted));
             }
             true
         });
@@ -522,7 +399,7 @@ impl Shard {
 
     /// Find a key by its values and hash (from [`key_of`]).
     pub fn find(&self, hash: u64, vals: &[KeyPart<'_>]) -> Option<&KeyState> {
-        self.table.find(slot_hash(hash), |k| key_eq(k, vals))
+        self.table.find(hash, |k| key_eq(k, vals))
     }
 
     /// Merge a key's buckets with starts in `[lo, hi)` (and retained). None if no events.
@@ -556,64 +433,12 @@ impl Shard {
 
     /// Heap bytes and number of non-empty key-buckets.
     pub fn memory(&self, plan: &Plan) -> (usize, usize) {
-        let mut bytes = self.table.capacity() * (std::mem::size_of::<KeyState>() + 1)
-            + self.dirty.capacity() * 8;
+        let mut bytes = self.table.capacity() * (std::mem::size_of::<KeyState>() + 1);
         let mut buckets = 0;
         for k in self.table.iter() {
             bytes += k.heap_bytes();
             buckets += k.len(plan.stride);
         }
         (bytes, buckets)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn marks_pack_and_unpack() {
-        for from in [
-            i64::MIN,
-            -11,
-            -10,
-            0,
-            1,
-            10_000,
-            1_700_000_000_001,
-            i64::MAX,
-        ] {
-            for evicted in [false, true] {
-                let d = Dirty { from, evicted };
-                let w = d.pack();
-                assert_ne!(w, 0, "{d:?}");
-                let u = Dirty::unpack(w).unwrap();
-                assert_eq!(u.evicted, evicted);
-                // Rounded down to even, at most one bucket start earlier.
-                let want = from.min(NONE_CHANGED);
-                assert!(u.from <= want && want - u.from <= 1, "{d:?} -> {u:?}");
-            }
-        }
-        assert_eq!(Dirty::unpack(0), None);
-    }
-
-    #[test]
-    fn short_strings_compare_as_strings() {
-        for (a, b) in [
-            ("", ""),
-            ("k", "k"),
-            ("amount", "amount"),
-            ("abcdefghij", "abcdefghij"),
-        ] {
-            assert!(str_eq(a, b));
-        }
-        for (a, b) in [
-            ("k", "kk"),
-            ("amount", "amounT"),
-            ("abcdefghij", "abcdefghiX"),
-            ("", "a"),
-        ] {
-            assert!(!str_eq(a, b));
-        }
     }
 }

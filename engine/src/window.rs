@@ -1,11 +1,7 @@
 //! One group key's buckets, stored together.
 //!
-//! All of a key's non-empty buckets live in one `f64` buffer, sorted by bucket start, one
-//! entry of `stride` words each: `[bucket start, event count, numeric components…]`,
-//! after one header word (the key's persistence mark). The buffer is a boxed slice whose
-//! length is its capacity, and the key's entry in the shard table is 48 bytes: the
-//! compact [`Key`], the buffer, two counters and the optional tree. A new key with one
-//! bucket owns one 72-byte allocation. The
+//! All of a key's non-empty buckets live in one `Vec<f64>`, sorted by bucket start, one
+//! entry of `stride` words each: `[bucket start, event count, numeric components…]`. The
 //! numeric components are stored as **prefix sums** over the key's retained buckets, so the
 //! value of any run of buckets (a sliding window at any reference time) is the difference
 //! of two entries found by binary search: O(log(w/g)) whatever the window length.
@@ -22,8 +18,9 @@
 //! [`Tree`] (a segment tree addressed by buffer position), so a window merges O(log n)
 //! nodes instead of every bucket in it.
 
+use serde_json::Value;
+
 use crate::agg::Other;
-use crate::key::Key;
 use crate::tree::Tree;
 
 /// Words per entry before the numeric components: start and event count.
@@ -40,24 +37,19 @@ pub enum Evicted {
     Compacted,
 }
 
-/// Entries up to which a key's buffer doubles when it grows (see [`KeyState::grow`]).
-const DOUBLE_UP_TO: usize = 16;
-
-/// Words of a key's buffer before its first entry: the persistence mark (what changed
-/// since the key was last persisted, see [`crate::shard::Dirty`]).
-pub const HDR: usize = 1;
-
-/// The state of one group key in one query: 48 bytes in the key table, and one buffer
-/// `[mark, sentinel, entries…]` whose length is its capacity (the entries in use are
-/// `ents`, so no length or capacity word is kept apart).
+/// The state of one group key in one query. Exactly one cache line, aligned to one, so a
+/// key-table probe touches one line for the whole header.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 pub struct KeyState {
     /// The group-key parts (GROUP BY fields in order; missing = null).
-    pub key: Key,
-    buf: Box<[f64]>,
+    pub parts: Box<[Value]>,
+    /// Hash of the parts.
+    pub hash: u64,
+    buf: Vec<f64>,
     /// Index of the sentinel entry (entries before it are expired).
     head: u32,
-    /// Entries in use (sentinel and expired ones included), so the hot path never divides.
+    /// Entries in `buf` (`buf.len() / stride`), kept so the hot path never divides.
     ents: u32,
     /// Leaf p holds the states of the bucket at buffer entry p + 1 (None when the plan has
     /// no non-invertible aggregate).
@@ -66,11 +58,15 @@ pub struct KeyState {
 
 impl KeyState {
     /// A key with no buckets.
-    pub fn new(key: Key, stride: usize) -> Self {
+    pub fn new(parts: Box<[Value]>, hash: u64, stride: usize) -> Self {
         Self {
-            key,
-            // Room for the sentinel and one bucket: a new key gets its first bucket at once.
-            buf: vec![0.0; HDR + 2 * stride].into_boxed_slice(),
+            parts,
+            hash,
+            buf: {
+                let mut b = Vec::with_capacity(2 * stride);
+                b.resize(stride, 0.0);
+                b
+            },
             head: 0,
             ents: 1,
             others: None,
@@ -79,7 +75,8 @@ impl KeyState {
 
     /// Rebuild from checkpointed parts (see [`KeyState::raw`]).
     pub fn from_raw(
-        key: Key,
+        parts: Box<[Value]>,
+        hash: u64,
         stride: usize,
         buf: Vec<f64>,
         head: usize,
@@ -93,12 +90,10 @@ impl KeyState {
             Box::new(Tree::from_leaves(leaves))
         });
         let ents = (buf.len() / stride.max(1)) as u32;
-        let mut b = Vec::with_capacity(HDR + buf.len());
-        b.resize(HDR, 0.0);
-        b.extend_from_slice(&buf);
         Self {
-            key,
-            buf: b.into_boxed_slice(),
+            parts,
+            hash,
+            buf,
             head: head as u32,
             ents,
             others,
@@ -108,34 +103,17 @@ impl KeyState {
     /// The raw buffer, the sentinel's index and the per-bucket states (for checkpoints:
     /// kept exactly as held, so a restored key evolves bit for bit like the original).
     /// Expired entries before the sentinel are never read again and come back as zeros.
-    pub fn raw(&self, stride: usize) -> (Vec<f64>, usize, Vec<Vec<Other>>) {
+    pub fn raw(&self) -> (Vec<f64>, usize, Vec<Vec<Other>>) {
         let others = match &self.others {
             Some(t) => (self.head as usize..t.len())
                 .map(|p| t.leaf(p).to_vec())
                 .collect(),
             None => Vec::new(),
         };
-        let mut buf = self.buf[HDR..self.used(stride)].to_vec();
+        let mut buf = self.buf.clone();
+        let stride = buf.len() / self.ents.max(1) as usize;
         buf[..self.head as usize * stride].fill(0.0);
         (buf, self.head as usize, others)
-    }
-
-    /// The persistence mark: what changed since the key was last persisted, packed in one
-    /// word by [`crate::shard::Dirty`] (0 = nothing).
-    #[inline]
-    pub(crate) fn mark(&self) -> u64 {
-        self.buf[0].to_bits()
-    }
-
-    /// Set the persistence mark (moves and copies keep a float's bits exactly).
-    #[inline]
-    pub(crate) fn set_mark(&mut self, w: u64) {
-        self.buf[0] = f64::from_bits(w);
-    }
-
-    #[inline]
-    fn used(&self, stride: usize) -> usize {
-        HDR + self.ents as usize * stride
     }
 
     /// Number of expired entries still held before the sentinel (they decide when the
@@ -146,7 +124,7 @@ impl KeyState {
 
     /// The sentinel entry: `[start, event count, prefix components…]` before bucket 0.
     pub fn sentinel(&self, stride: usize) -> &[f64] {
-        let o = HDR + self.head as usize * stride;
+        let o = self.head as usize * stride;
         &self.buf[o..o + stride]
     }
 
@@ -177,7 +155,7 @@ impl KeyState {
 
     #[inline]
     fn off(&self, i: usize, stride: usize) -> usize {
-        HDR + (self.head as usize + 1 + i) * stride
+        (self.head as usize + 1 + i) * stride
     }
 
     /// Start of bucket i.
@@ -211,23 +189,19 @@ impl KeyState {
         if n > 0 && self.start(n - 1, stride) == start {
             return n - 1;
         }
-        self.insert_entry(start, stride, template)
-    }
-
-    #[inline(never)]
-    fn insert_entry(&mut self, start: i64, stride: usize, template: &[Other]) -> usize {
-        let n = self.len(stride);
         let pos = self.lower_bound(start, stride);
         if pos < n && self.start(pos, stride) == start {
             return pos;
         }
         // New entry: its prefix equals the previous entry's (or the sentinel's).
-        let at = self.off(pos, stride);
+        let prev = self.off(pos, stride) - stride;
+        let at = prev + stride;
         self.grow(stride);
-        let used = self.used(stride);
-        self.buf.copy_within(at..used, at + stride);
-        self.buf.copy_within(at - stride..at, at);
+        self.buf.extend_from_within(prev..prev + stride);
         self.ents += 1;
+        if pos < n {
+            self.buf[at..].rotate_right(stride);
+        }
         self.buf[at] = start as f64;
         if !template.is_empty() {
             let head = self.head as usize;
@@ -238,31 +212,14 @@ impl KeyState {
         pos
     }
 
-    /// Make room for one more entry: doubling up to [`DOUBLE_UP_TO`] entries (few
-    /// reallocations while a key is young), then growing by an eighth: still amortised
-    /// O(1), with at most ~12% slack on long buffers.
+    /// Make room for one more entry, growing by an eighth (at least two entries) instead of
+    /// doubling: still amortised O(1), with at most ~12% slack.
     #[inline]
     fn grow(&mut self, stride: usize) {
-        let used = self.used(stride);
-        if used + stride > self.buf.len() {
-            let ents = self.ents as usize;
-            let extra = if ents < DOUBLE_UP_TO {
-                ents
-            } else {
-                ents.div_ceil(8)
-            };
-            self.resize(used + extra.max(2) * stride);
+        if self.buf.len() + stride > self.buf.capacity() {
+            let extra = (self.buf.len() / 8).div_ceil(stride).max(2) * stride;
+            self.buf.reserve_exact(extra);
         }
-    }
-
-    /// Reallocate the buffer to `words` (at least the words in use).
-    fn resize(&mut self, words: usize) {
-        let mut v = std::mem::take(&mut self.buf).into_vec();
-        if words > v.len() {
-            v.reserve_exact(words - v.len());
-        }
-        v.resize(words, 0.0);
-        self.buf = v.into_boxed_slice();
     }
 
     /// Add `deltas` (event count then components) to bucket i and every later prefix.
@@ -288,10 +245,10 @@ impl KeyState {
     }
 
     /// The event count and components of the last bucket (adding to them adds to that
-    /// bucket only: no later prefix exists).
+    /// bucket only: no later prefix exists). None when the key has no bucket.
     #[inline]
     pub fn last_comps_mut(&mut self, stride: usize) -> &mut [f64] {
-        let o = HDR + (self.ents as usize - 1) * stride;
+        let o = (self.ents as usize - 1) * stride;
         &mut self.buf[o + 1..o + stride]
     }
 
@@ -327,22 +284,19 @@ impl KeyState {
         if let Some(t) = &mut self.others {
             t.drop_front(self.head as usize);
         }
-        let used = self.used(stride);
-        self.buf
-            .copy_within(HDR + self.head as usize * stride..used, HDR);
+        self.buf.drain(..self.head as usize * stride);
         self.ents -= self.head;
         self.head = 0;
-        let used = self.used(stride);
-        let (base, rest) = self.buf[HDR..used].split_at_mut(stride);
+        let (base, rest) = self.buf.split_at_mut(stride);
         for e in rest.chunks_exact_mut(stride) {
             for (x, b) in e[1..].iter_mut().zip(&base[1..]) {
                 *x -= b;
             }
         }
         base[1..].iter_mut().for_each(|x| *x -= *x);
-        let len = used - HDR;
-        if self.buf.len() - HDR > 2 * len + 4 * stride {
-            self.resize(HDR + len + len / 8 + stride);
+        if self.buf.capacity() > 2 * self.buf.len() + 4 * stride {
+            self.buf
+                .shrink_to(self.buf.len() + self.buf.len() / 8 + stride);
         }
     }
 
@@ -369,14 +323,18 @@ impl KeyState {
         }
     }
 
-    /// Rough heap bytes owned by this key (buffer, key parts, states; allocator overhead
-    /// not included).
+    /// Rough heap bytes owned by this key (buffer capacity, key parts, states).
     pub fn heap_bytes(&self) -> usize {
+        let parts: usize = self
+            .parts
+            .iter()
+            .map(|v| 32 + v.as_str().map_or(0, str::len))
+            .sum();
         let others = self
             .others
             .as_ref()
             .map_or(0, |t| std::mem::size_of::<Tree>() + t.heap_bytes());
-        self.buf.len() * 8 + self.key.heap_bytes() + others
+        self.buf.capacity() * 8 + parts + others
     }
 }
 
@@ -385,14 +343,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_entry_is_48_bytes() {
-        assert_eq!(std::mem::size_of::<KeyState>(), 48);
+    fn key_header_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<KeyState>(), 64);
+        assert_eq!(std::mem::align_of::<KeyState>(), 64);
     }
 
     #[test]
     fn prefix_sums_survive_out_of_order_and_eviction() {
         let stride = HEAD_WORDS + 1;
-        let mut k = KeyState::new(Key::of_values(&[]), stride);
+        let mut k = KeyState::new(Box::new([]), 0, stride);
         for (start, v) in [(10, 1.0), (30, 2.0), (20, 4.0), (10, 8.0), (40, 16.0)] {
             let i = k.entry(start, stride, &[]);
             k.add(i, &[1.0, v], stride);
