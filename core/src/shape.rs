@@ -194,8 +194,8 @@ pub fn parse_query_string(
     parse_event(&Value::Object(obj), opts).map_err(err)
 }
 
-/// A query-string value as JSON: a number when it reads as one, else a string.
-fn scalar(v: String) -> Value {
+/// A query-string value (or a CSV cell) as JSON: a number when it reads as one, else a string.
+pub fn scalar(v: String) -> Value {
     if let Ok(i) = v.parse::<i64>() {
         return Value::Number(i.into());
     }

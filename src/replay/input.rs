@@ -7,7 +7,7 @@
 
 use std::io::BufRead;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use weir_core::shape::{parse_body, ShapeOptions};
 use weir_core::time::{parse_time, parse_time_value};
 use weir_core::{Event, Millis};
@@ -325,23 +325,13 @@ impl CsvLayout {
             if i == self.kind || i == self.time || cell.is_empty() {
                 continue;
             }
-            fields.insert(self.names[i].clone(), scalar(std::mem::take(cell)));
+            fields.insert(
+                self.names[i].clone(),
+                weir_core::shape::scalar(std::mem::take(cell)),
+            );
         }
         Ok(Event::new(kind, ts, fields))
     }
-}
-
-/// A CSV cell as JSON: a number when it reads as one, else a string.
-fn scalar(v: String) -> Value {
-    if let Ok(i) = v.parse::<i64>() {
-        return Value::Number(i.into());
-    }
-    if let Ok(f) = v.parse::<f64>() {
-        if let Some(n) = Number::from_f64(f) {
-            return Value::Number(n);
-        }
-    }
-    Value::String(v)
 }
 
 /// Split one CSV line (RFC 4180 quoting, `""` for a quote inside quotes) into `cells`,

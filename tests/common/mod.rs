@@ -318,3 +318,28 @@ pub fn help_routes(help: &Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Unix ms as UTC `[year, month, day, hour, minute, second, millisecond]` (civil from days,
+/// Howard Hinnant's algorithm), for tests that write times as text.
+pub fn civil(ms: i64) -> [i64; 7] {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    [
+        y,
+        m,
+        d,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000),
+    ]
+}
