@@ -59,13 +59,19 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
-fn page_of(mut all: Vec<Alert>, f: &AlertFilter) -> ApiResult<AlertPage> {
-    let limit = u64::from(f.limit.unwrap_or(100));
+/// A listing's `limit` (default 100), refused outside 1..=[`MAX_LIMIT`].
+fn limit_of<T: Into<u64>>(limit: Option<T>) -> ApiResult<u64> {
+    let limit = limit.map_or(100, Into::into);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
             "limit must be 1..{MAX_LIMIT}"
         )));
     }
+    Ok(limit)
+}
+
+fn page_of(mut all: Vec<Alert>, f: &AlertFilter) -> ApiResult<AlertPage> {
+    let limit = limit_of(f.limit)?;
     if let Some(s) = f.state.as_deref() {
         if s != "open" && s != "resolved" {
             return Err(ApiError::bad_request("state must be open or resolved"));
@@ -194,12 +200,7 @@ pub async fn decisions(
     q: Result<Query<DecisionFilter>, QueryRejection>,
 ) -> ApiResult<Json<DecisionList>> {
     let f = query(q)?;
-    let limit = u64::from(f.limit.unwrap_or(100));
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1..{MAX_LIMIT}"
-        )));
-    }
+    let limit = limit_of(f.limit)?;
     if let Some(d) = f.decision.as_deref() {
         if d != "allow" && d != "deny" {
             return Err(ApiError::bad_request("decision must be allow or deny"));

@@ -542,26 +542,11 @@ impl Storage for CassandraStore {
     }
 
     fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune> {
-        // The keys under `prefix` are one clustering range of the meta partition.
-        let from = prefix.to_string();
-        let rows: Vec<(String, Option<Vec<u8>>)> = self.run(move |inner| async move {
-            let pager = inner
-                .session
-                .execute_iter(inner.ps.meta_from.clone(), (from.as_str(),))
-                .await
-                .map_err(backend_err)?;
-            pager
-                .rows_stream::<(String, Option<Vec<u8>>)>()
-                .map_err(backend_err)?
-                .map_err(backend_err)
-                .try_take_while(|(k, _)| std::future::ready(Ok(k.starts_with(from.as_str()))))
-                .try_collect()
-                .await
-        })?;
+        let rows = self.meta_scan(prefix, None, usize::MAX)?;
         let mut done = MetaPrune::default();
         let mut doomed = Vec::new();
         for (key, value) in rows {
-            if remove(value.as_deref().unwrap_or_default()) {
+            if remove(&value) {
                 doomed.push(key);
             } else {
                 done.kept += 1;
