@@ -81,6 +81,10 @@ pub struct ServeConfig {
     pub kafka: Option<KafkaConfig>,
     /// Alert sinks and the decision log (`[alerts]`, see `crate::alerts::config`).
     pub alerts: crate::alerts::AlertsConfig,
+    /// Cluster mode (`[cluster]`, or `--cluster-brokers …`): several nodes share the
+    /// partitions of one events topic, each partition's state in Cassandra/Scylla.
+    #[serde(skip_serializing)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for ServeConfig {
@@ -106,6 +110,7 @@ impl Default for ServeConfig {
             amqp: None,
             kafka: None,
             alerts: Default::default(),
+            cluster: None,
         }
     }
 }
@@ -151,7 +156,15 @@ impl AuthConfig {
 }
 
 /// The input sections; their keys come from the `weir-inputs` config types.
-const SECTIONS: [&str; 6] = ["udp", "amqp", "kafka", "cassandra", "auth", "alerts"];
+const SECTIONS: [&str; 7] = [
+    "udp",
+    "amqp",
+    "kafka",
+    "cassandra",
+    "auth",
+    "alerts",
+    "cluster",
+];
 
 impl ServeConfig {
     /// Load the layers: defaults, then the TOML file if given, then `WEIR_*` variables.

@@ -34,6 +34,7 @@ mod backfills;
 mod bench;
 mod catalog;
 mod client;
+mod cluster;
 mod config;
 mod ddl;
 mod decisions;
@@ -207,6 +208,76 @@ struct ServeArgs {
     /// The Kafka consumer group.
     #[arg(long, requires = "kafka_brokers")]
     kafka_group: Option<String>,
+    /// Cluster mode: join the cluster on these Kafka brokers (with --cluster-topic and
+    /// --cluster-route; needs the Cassandra/Scylla backend).
+    #[arg(long, value_name = "HOST:PORT,…", requires = "cluster_topic")]
+    cluster_brokers: Option<String>,
+    /// The cluster's events topic (created with 6 partitions if missing).
+    #[arg(long, requires = "cluster_brokers")]
+    cluster_topic: Option<String>,
+    /// The cluster's consumer group (default weir-cluster).
+    #[arg(long, requires = "cluster_brokers")]
+    cluster_group: Option<String>,
+    /// This node's id in the cluster (default: its HTTP address).
+    #[arg(long, requires = "cluster_brokers")]
+    cluster_node: Option<String>,
+    /// The URL the other nodes reach this one at (default http:// and the HTTP address).
+    #[arg(long, value_name = "URL", requires = "cluster_brokers")]
+    cluster_advertise: Option<String>,
+    /// The routing fields of every event type (comma-separated).
+    #[arg(
+        long,
+        value_name = "FIELD,…",
+        value_delimiter = ',',
+        requires = "cluster_brokers"
+    )]
+    cluster_route: Option<Vec<String>>,
+    /// How long a partition's lease lasts unrenewed (default 10s): a dead node's partitions
+    /// move after about this long.
+    #[arg(long, value_name = "DURATION", requires = "cluster_brokers")]
+    cluster_lease: Option<String>,
+}
+
+/// The `--cluster-*` flags over the loaded configuration, and the defaults that depend on
+/// the HTTP address.
+fn apply_cluster_flags(cfg: &mut config::ServeConfig, args: &ServeArgs) {
+    if let (Some(b), Some(t)) = (&args.cluster_brokers, &args.cluster_topic) {
+        let c = cfg
+            .cluster
+            .get_or_insert_with(|| cluster::ClusterConfig::new(b.clone(), t.clone()));
+        c.brokers.clone_from(b);
+        c.topic.clone_from(t);
+    }
+    let http = cfg.http;
+    let Some(c) = cfg.cluster.as_mut() else {
+        return;
+    };
+    if let Some(g) = &args.cluster_group {
+        c.group.clone_from(g);
+    }
+    if let Some(n) = &args.cluster_node {
+        c.node.clone_from(n);
+    }
+    if let Some(a) = &args.cluster_advertise {
+        c.advertise.clone_from(a);
+    }
+    if let Some(r) = &args.cluster_route {
+        c.route.clone_from(r);
+    }
+    if let Some(l) = &args.cluster_lease {
+        match weir_core::parse_duration(l) {
+            Ok(ms) if ms > 0 => c.lease = std::time::Duration::from_millis(ms as u64),
+            _ => {
+                tracing::warn!(lease = %l, "--cluster-lease is not a duration; keeping the default")
+            }
+        }
+    }
+    if c.node.is_empty() {
+        c.node = http.to_string();
+    }
+    if c.advertise.is_empty() {
+        c.advertise = format!("http://{http}");
+    }
 }
 
 /// The `--storage` and `--cassandra-*` flags over the loaded configuration.
@@ -265,6 +336,7 @@ fn main() -> anyhow::Result<()> {
                 cfg.http = h;
             }
             apply_cassandra_flags(&mut cfg, &args);
+            apply_cluster_flags(&mut cfg, &args);
             if let Some(d) = args.data_dir {
                 cfg.data_dir = d;
             }

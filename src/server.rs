@@ -50,12 +50,28 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 
     let alert_tasks = crate::alerts::start(hub.node()).await?;
 
+    let (stop_inputs, inputs_shutdown) = weir_inputs::shutdown_channel();
+    let mut cluster_tasks = Vec::new();
+    if let Some(c) = cfg.cluster.clone() {
+        let cluster =
+            crate::cluster::Cluster::new(c, cfg.clone(), &hub, Arc::new(SystemClock)).await?;
+        hub.set_cluster(cluster.clone());
+        cluster.note_front_applied().await?;
+        cluster.join().await;
+        cluster_tasks.push(tokio::spawn(cluster.clone().heartbeat()));
+        let tenant = cfg.auth.input_tenant("kafka")?;
+        cluster_tasks.push(crate::cluster::sink::start(
+            &cluster,
+            tenant,
+            &inputs_shutdown,
+        )?);
+    }
+
     let listener = TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
     tracing::info!(addr = %cfg.http, storage = ?cfg.storage, auth = hub.keys().enabled(), "weir is listening");
     let checkpointer = tokio::spawn(crate::recovery::flush_loop(hub.clone()));
-    let (stop_inputs, inputs_shutdown) = weir_inputs::shutdown_channel();
     let inputs = crate::sink::start_inputs(&hub, &inputs_shutdown)?;
     axum::serve(listener, crate::api::router(hub.clone()))
         .with_graceful_shutdown(shutdown_signal())
@@ -63,6 +79,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = stop_inputs.send(true);
     for input in inputs {
         let _ = input.await;
+    }
+    if let Some(cluster) = hub.cluster() {
+        // The consumer has left the group; give the partitions back, flushed.
+        if let Some(consumer) = cluster_tasks.pop() {
+            let _ = consumer.await;
+        }
+        cluster_tasks.iter().for_each(|t| t.abort());
+        cluster.close_all().await;
     }
     checkpointer.abort();
     alert_tasks.iter().for_each(|t| t.abort());

@@ -132,6 +132,13 @@ pub fn start_inputs(
     // Each input's events belong to its configured tenant (restored on start).
     let sink = |input: &str| -> anyhow::Result<Arc<dyn EventSink>> {
         let tenant = cfg.auth.input_tenant(input)?;
+        if let Some(cluster) = hub.cluster() {
+            // Cluster mode: produced to the cluster topic, to the events' partitions.
+            return Ok(Arc::new(crate::cluster::sink::ProduceSink {
+                cluster: cluster.clone(),
+                tenant,
+            }));
+        }
         let app = hub.app(&tenant).ok_or_else(|| {
             anyhow::anyhow!("the tenant {tenant} of input {input} is not restored")
         })?;
@@ -288,6 +295,7 @@ mod tests {
         SourceBatch {
             events,
             positions: vec![("kafka/g/t/0".into(), i64::from(ids.end))],
+            ..Default::default()
         }
     }
 

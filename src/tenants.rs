@@ -22,6 +22,8 @@ pub struct Hub {
     keys: KeyRing,
     /// Serialises key changes over the API (each rewrites the stored set).
     key_changes: tokio::sync::Mutex<()>,
+    /// This node's part of a cluster, in cluster mode (set once, on start).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Hub {
@@ -32,7 +34,18 @@ impl Hub {
             apps: RwLock::new(HashMap::new()),
             keys,
             key_changes: tokio::sync::Mutex::new(()),
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// This node's part of a cluster, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Join a cluster (once, on start).
+    pub fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// What the tenants share.

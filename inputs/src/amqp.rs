@@ -351,6 +351,7 @@ impl Session<'_> {
         let batch = SourceBatch {
             events: p.events,
             positions: p.positions,
+            ..Default::default()
         };
         let mut wait = Duration::from_millis(50);
         loop {
@@ -367,12 +368,12 @@ impl Session<'_> {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
-                Err(SinkError::Fatal(e)) => {
+                Err(e @ (SinkError::Fatal(_) | SinkError::Revoked(_))) => {
                     // The sink will take nothing more (its log failed): stop without settling,
                     // so the broker keeps these deliveries for the next run.
                     tracing::error!(error = %e, deliveries = p.deliveries,
                         "The sink refused an AMQP batch; stopping the input, the broker keeps the batch.");
-                    return Err(SinkError::Fatal(e).into());
+                    return Err(e.into());
                 }
             }
         }

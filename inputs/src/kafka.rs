@@ -97,6 +97,9 @@ impl KafkaConfig {
 pub struct KafkaSource {
     config: KafkaConfig,
     stats: Arc<InputStats>,
+    /// Partitions assigned by the caller instead of the consumer group (see
+    /// [`KafkaSource::assigned_by`]).
+    assignment: Option<tokio::sync::watch::Receiver<Vec<i32>>>,
 }
 
 impl KafkaSource {
@@ -110,8 +113,59 @@ impl KafkaSource {
         Ok(Self {
             config,
             stats: Arc::new(InputStats::new("kafka")),
+            assignment: None,
         })
     }
+
+    /// Consume exactly the partitions `assignment` names (each change reassigns) instead of
+    /// joining the consumer group: for a caller that decides ownership itself (Weir's
+    /// cluster membership). The group id is still used for offset commits. Each change is
+    /// handled like a group assignment: the sink is told first, then every partition is
+    /// resumed from its stored position.
+    pub fn assigned_by(mut self, assignment: tokio::sync::watch::Receiver<Vec<i32>>) -> Self {
+        self.assignment = Some(assignment);
+        self
+    }
+}
+
+/// Assign `parts` of the topic by hand, as a group assignment would: tell the sink, resume
+/// each partition from the larger of its stored position and the broker's commit.
+async fn assign_manually(consumer: &StreamConsumer<Ctx>, parts: &[i32]) -> Result<()> {
+    let ctx = consumer.context();
+    let parts = &ctx.sink.partitions_assigned(parts).await;
+    let mut tpl = TopicPartitionList::new();
+    for p in parts {
+        tpl.add_partition(&ctx.config.topic, *p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl.clone(), Duration::from_secs(5))
+        .map_err(|e| tracing::warn!(error = %e, "Could not read committed offsets."))
+        .ok();
+    let mut floors = HashMap::new();
+    for p in parts {
+        let stored = ctx.sink.position(&ctx.config.position_key(*p)).await;
+        let broker = committed
+            .as_ref()
+            .and_then(|c| c.find_partition(&ctx.config.topic, *p))
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+        let offset = match stored.max(broker) {
+            Some(f) => {
+                floors.insert(*p, f);
+                Offset::Offset(f)
+            }
+            None => Offset::Beginning,
+        };
+        tpl.set_partition_offset(&ctx.config.topic, *p, offset)?;
+    }
+    tracing::info!(topic = %ctx.config.topic, partitions = ?floors,
+        "Kafka partitions assigned by the caller; resuming from Weir's stored positions.");
+    *ctx.floors.lock() = floors;
+    consumer.assign(&tpl)?;
+    ctx.generation.fetch_add(1, Ordering::SeqCst);
+    Ok(())
 }
 
 /// Rebalance handling and the per-partition floors shared with the consume loop.
@@ -140,6 +194,10 @@ impl ConsumerContext for Ctx {
                     .iter()
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
+                let numbers: Vec<i32> = parts.iter().map(|(_, p)| *p).collect();
+                // A sink with per-partition state restores the new partitions first, so
+                // their stored positions below are the restored ones.
+                block_on(self.sink.partitions_assigned(&numbers));
                 let committed = base
                     .committed_offsets(tpl.clone(), Duration::from_secs(5))
                     .map_err(|e| tracing::warn!(error = %e, "Could not read committed offsets."))
@@ -174,6 +232,7 @@ impl ConsumerContext for Ctx {
                     tracing::warn!(error = ?other, "Kafka rebalance error; unassigning.");
                 }
                 self.floors.lock().clear();
+                block_on(self.sink.partitions_revoked());
                 if let Err(e) = base.unassign() {
                     tracing::error!(error = %e, "Kafka unassign failed.");
                 }
@@ -183,13 +242,40 @@ impl ConsumerContext for Ctx {
     }
 }
 
-/// Records read but not yet durable.
+/// Records read but not yet durable, by partition: each partition's become one batch
+/// with its own position, so a sink may keep partitions apart.
 #[derive(Default)]
 struct Pending {
-    events: Vec<Event>,
-    next: BTreeMap<i32, i64>,
+    parts: BTreeMap<i32, PartPending>,
     records: usize,
 }
+
+/// One partition's records read but not yet durable.
+struct PartPending {
+    events: Vec<Event>,
+    /// The next offset to read once these are durable.
+    next: i64,
+    /// The tenant of every one of them (their `weir-tenant` header), if they name one.
+    tenant: Option<(String, String)>,
+}
+
+/// The `weir-tenant: ACCOUNT/PROJECT` header of a record, if it has one.
+fn tenant_header<M: Message>(m: &M) -> Option<(String, String)> {
+    use rdkafka::message::Headers;
+    let headers = m.headers()?;
+    headers.iter().find_map(|h| {
+        if h.key != TENANT_HEADER {
+            return None;
+        }
+        let v = std::str::from_utf8(h.value?).ok()?;
+        let (a, p) = v.split_once('/')?;
+        Some((a.to_string(), p.to_string()))
+    })
+}
+
+/// The header naming a record's tenant, `ACCOUNT/PROJECT` (set by Weir's cluster mode when
+/// it produces events it accepted over HTTP for a tenant).
+pub const TENANT_HEADER: &str = "weir-tenant";
 
 impl Source for KafkaSource {
     fn stats(&self) -> Arc<InputStats> {
@@ -217,7 +303,14 @@ impl Source for KafkaSource {
             generation: AtomicU64::new(0),
         };
         let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(client.create_with_context(ctx)?);
-        consumer.subscribe(&[&cfg.topic])?;
+        let mut assignment = self.assignment;
+        match &mut assignment {
+            None => consumer.subscribe(&[&cfg.topic])?,
+            Some(rx) => {
+                let parts = rx.borrow_and_update().clone();
+                assign_manually(&consumer, &parts).await?;
+            }
+        }
         tracing::info!(topic = %cfg.topic, group = %cfg.group, "Kafka input consuming.");
         let lag_task = tokio::spawn(measure_lag(consumer.clone(), stats.clone(), cfg.clone()));
 
@@ -230,6 +323,26 @@ impl Source for KafkaSource {
             tokio::select! {
                 biased;
                 _ = stopped(&mut shutdown) => break Ok(()),
+                changed = async {
+                    match assignment.as_mut() {
+                        Some(rx) => rx.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let Some(rx) = assignment.as_mut().filter(|_| changed.is_ok()) else {
+                        assignment = None;
+                        continue;
+                    };
+                    // Store what is read of the partitions kept, then take the new set.
+                    deadline = None;
+                    if let Err(e) = flush(&consumer, &*sink, &stats, &cfg, &mut pending).await {
+                        break Err(e);
+                    }
+                    let parts = rx.borrow_and_update().clone();
+                    if let Err(e) = assign_manually(&consumer, &parts).await {
+                        break Err(e);
+                    }
+                }
                 m = consumer.recv() => {
                     let m = match m {
                         Ok(m) => m,
@@ -247,6 +360,10 @@ impl Source for KafkaSource {
                         // will be made durable, so they must not be taken twice.
                         let shared = consumer.context().floors.lock().clone();
                         floors.retain(|p, _| shared.contains_key(p));
+                        // Records of partitions taken away are not ours to store any more:
+                        // their new owner reads them from its own stored position.
+                        pending.parts.retain(|p, _| shared.contains_key(p));
+                        pending.records = pending.parts.values().map(|b| b.events.len()).sum();
                         for (p, f) in shared {
                             let e = floors.entry(p).or_insert(f);
                             *e = (*e).max(f);
@@ -265,8 +382,21 @@ impl Source for KafkaSource {
                         stats.add_duplicates(1);
                         continue;
                     }
+                    let tenant = tenant_header(&m);
+                    if pending.parts.get(&p).is_some_and(|b| b.tenant != tenant) {
+                        // A batch never mixes tenants: store what this partition has first.
+                        deadline = None;
+                        if let Err(e) = flush(&consumer, &*sink, &stats, &cfg, &mut pending).await {
+                            break Err(e);
+                        }
+                    }
+                    let part = pending.parts.entry(p).or_insert_with(|| PartPending {
+                        events: Vec::new(),
+                        next: offset + 1,
+                        tenant,
+                    });
                     match decode_payload(m.payload().unwrap_or_default(), &sink.shape_options()) {
-                        Ok(events) => pending.events.extend(events),
+                        Ok(events) => part.events.extend(events),
                         Err(reason) => {
                             stats.add_invalid(1);
                             if limiter.allow().is_some() {
@@ -276,7 +406,7 @@ impl Source for KafkaSource {
                     }
                     drop(m);
                     floors.insert(p, offset + 1);
-                    pending.next.insert(p, offset + 1);
+                    part.next = offset + 1;
                     pending.records += 1;
                     if pending.records >= cfg.max_batch {
                         deadline = None;
@@ -309,7 +439,8 @@ impl Source for KafkaSource {
     }
 }
 
-/// Make the pending records durable (with their positions), then commit them to Kafka.
+/// Make the pending records durable (each partition's batch with its position, the
+/// partitions at once), then commit them to Kafka.
 async fn flush(
     consumer: &StreamConsumer<Ctx>,
     sink: &dyn EventSink,
@@ -321,20 +452,53 @@ async fn flush(
         return Ok(());
     }
     let p = std::mem::take(pending);
-    let batch = SourceBatch {
-        events: p.events,
-        positions: p
-            .next
-            .iter()
-            .map(|(part, next)| (cfg.position_key(*part), *next))
-            .collect(),
-    };
+    let next: Vec<(i32, i64)> = p.parts.iter().map(|(part, b)| (*part, b.next)).collect();
+    let batches = p.parts.into_iter().map(|(part, b)| SourceBatch {
+        events: b.events,
+        positions: vec![(cfg.position_key(part), b.next)],
+        partition: Some(part),
+        tenant: b.tenant,
+    });
+    let stored = futures_util::future::join_all(batches.map(|b| store(sink, stats, b))).await;
+    let stored = stored.into_iter().collect::<Result<Vec<bool>>>()?;
+    // Partitions revoked meanwhile were not stored: neither committed nor floored here.
+    let next: Vec<(i32, i64)> = next
+        .into_iter()
+        .zip(stored)
+        .filter_map(|(n, kept)| kept.then_some(n))
+        .collect();
+    {
+        let mut shared = consumer.context().floors.lock();
+        for (part, next) in &next {
+            if let Some(f) = shared.get_mut(part) {
+                *f = (*f).max(*next);
+            }
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (part, next) in &next {
+        tpl.add_partition_offset(&cfg.topic, *part, Offset::Offset(*next))?;
+    }
+    // Best effort: Weir's stored positions, not the broker's commits, decide what is skipped.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!(error = %e, "Kafka offset commit failed (positions are kept by Weir).");
+    }
+    Ok(())
+}
+
+/// Submit one batch until the sink takes it (`true`), says its partition is no longer
+/// ours (`false`), or refuses it for good (an error).
+async fn store(sink: &dyn EventSink, stats: &InputStats, batch: SourceBatch) -> Result<bool> {
     let mut wait = Duration::from_millis(50);
     loop {
         match sink.submit(batch.clone()).await {
             Ok(ids) => {
                 stats.add_accepted(ids.len() as u64);
-                break;
+                return Ok(true);
+            }
+            Err(SinkError::Revoked(why)) => {
+                tracing::info!(%why, "Kafka batch dropped: its partition moved.");
+                return Ok(false);
             }
             Err(SinkError::Transient(e)) => {
                 tracing::warn!(error = %e, "Kafka batch not stored yet; retrying.");
@@ -344,23 +508,6 @@ async fn flush(
             Err(e) => return Err(e.into()),
         }
     }
-    {
-        let mut shared = consumer.context().floors.lock();
-        for (part, next) in &p.next {
-            if let Some(f) = shared.get_mut(part) {
-                *f = (*f).max(*next);
-            }
-        }
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (part, next) in &p.next {
-        tpl.add_partition_offset(&cfg.topic, *part, Offset::Offset(*next))?;
-    }
-    // Best effort: Weir's stored positions, not the broker's commits, decide what is skipped.
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-        tracing::debug!(error = %e, "Kafka offset commit failed (positions are kept by Weir).");
-    }
-    Ok(())
 }
 
 /// Every `lag_interval`, set the lag: high watermark minus position, over assigned partitions.

@@ -23,6 +23,12 @@ pub struct SourceBatch {
     pub events: Vec<Event>,
     /// Input positions to store with them (`key`, `value`).
     pub positions: Vec<(String, i64)>,
+    /// The Kafka partition every event of the batch came from (a Kafka batch never mixes
+    /// partitions); `None` for the other inputs.
+    pub partition: Option<i32>,
+    /// The tenant (account, project) the records name in their `weir-tenant` header, when
+    /// they do (a batch never mixes tenants); otherwise the input's configured tenant.
+    pub tenant: Option<(String, String)>,
 }
 
 /// Why a sink could not take a batch.
@@ -35,6 +41,11 @@ pub enum SinkError {
     /// server's log has failed): do not acknowledge it upstream and do not resubmit it.
     #[error("sink refused the batch: {0}")]
     Fatal(String),
+    /// Nothing of the batch was applied because its Kafka partition is no longer this
+    /// consumer's (a rebalance moved it): drop it without committing; its new owner reads
+    /// it again from its own stored position.
+    #[error("the batch's partition was revoked: {0}")]
+    Revoked(String),
 }
 
 /// Where inputs deliver events. Implemented by the server (storage + engine); tests use an
@@ -51,6 +62,22 @@ pub trait EventSink: Send + Sync + 'static {
     /// The stored value of an input position, if any (see [`SourceBatch`] for the keys).
     /// Asynchronous: the server reads it from its store off the async workers.
     fn position(&self, key: &str) -> BoxFuture<'static, Option<i64>>;
+
+    /// The Kafka input has been assigned exactly `partitions` (its whole assignment), and is
+    /// about to read their positions. A sink that keeps state per partition (cluster mode)
+    /// restores the new ones here and lets go of the others. Resolves to the partitions the
+    /// sink is ready for: an input assigning partitions by hand consumes only those (a
+    /// group's assignment is taken whole). The default is ready for all of them.
+    fn partitions_assigned(&self, partitions: &[i32]) -> BoxFuture<'static, Vec<i32>> {
+        let all = partitions.to_vec();
+        Box::pin(async move { all })
+    }
+
+    /// The Kafka input's partitions have been revoked (a rebalance has begun): no batch of
+    /// them comes until the next [`EventSink::partitions_assigned`]. The default does nothing.
+    fn partitions_revoked(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 
     /// How payloads are read right now: the sink's clock and its future-skew limit. The
     /// server answers with its own `Clock` and `max_future_skew`, so an event means the same

@@ -202,6 +202,7 @@ async fn submit_with_retry(sink: &dyn EventSink, stats: &InputStats, events: Vec
     let batch = SourceBatch {
         events,
         positions: Vec::new(),
+        ..Default::default()
     };
     let mut wait = Duration::from_millis(50);
     for attempt in 1..=5 {

@@ -80,6 +80,34 @@ impl ApiError {
             Self::internal(e)
         }
     }
+    /// 503: try again later (nothing was applied).
+    pub fn unavailable(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, msg)
+    }
+
+    /// 504: a node called on our behalf did not answer.
+    pub fn gateway_timeout(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, msg)
+    }
+
+    /// 409: refused as it stands.
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, msg)
+    }
+
+    /// A status a peer answered with, passed on.
+    pub fn from_status(status: u16, msg: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            msg,
+        )
+    }
+
+    /// Whether this is a 503 (nothing applied; asking again is safe).
+    pub fn is_unavailable(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+    }
+
     /// Any status with a message.
     pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
         Self {

@@ -2,6 +2,8 @@
 //! seed 002 forms `POST /event?…[&result=true]` and `GET /event?…` / `GET /event?id=N`.
 
 use crate::api::access::Ctx;
+use crate::api::cluster::{ClusterCall, InCluster};
+use crate::cluster::forward::Decide;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -98,14 +100,18 @@ fn shape_errors(errors: Vec<ShapeError>) -> ApiError {
 
 /// The answer when the log does not take writes: 503 while it retries (try again), 500 once
 /// it has failed for good. Nothing of the request was applied.
-fn storage_error(e: weir_storage::StorageError) -> ApiError {
+pub(crate) fn storage_error(e: weir_storage::StorageError) -> ApiError {
     ApiError::storage(e)
 }
 
 /// Wait until the events `ids` are durable, at most `durable_timeout`. When the store does
 /// not answer in time (a node down), 503 says so: the events were applied and stay queued
 /// for the log, which writes them once the store is back, so they must not be sent again.
-async fn wait_durable(app: &App, receipt: weir_storage::Receipt, ids: &[u64]) -> ApiResult<()> {
+pub(crate) async fn wait_durable(
+    app: &App,
+    receipt: weir_storage::Receipt,
+    ids: &[u64],
+) -> ApiResult<()> {
     match tokio::time::timeout(app.cfg().durable_timeout, receipt).await {
         Ok(written) => written.map_err(storage_error),
         Err(_) => {
@@ -202,6 +208,7 @@ fn read_add_body(app: &App, body: &Value) -> Result<Vec<Event>, Vec<ShapeError>>
 )]
 pub async fn add_events(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     Query(opts): Query<AddOptions>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<impl IntoResponse> {
@@ -216,7 +223,70 @@ pub async fn add_events(
             )))
         }
     };
+    if let Some(cl) = cl {
+        return produce_and_answer(&cl, &app, events).await;
+    }
     add_and_answer(&app, events, durable).await
+}
+
+/// Cluster mode: produce the events to the cluster topic, each to its partition; answered
+/// once the broker has them all (durable there; they reach results when their partition's
+/// owner has consumed them). Ids are given by the owners, so none are listed.
+async fn produce_and_answer(
+    cl: &ClusterCall,
+    app: &App,
+    events: Vec<Event>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    use crate::cluster::sink::ProduceError;
+    let n = events.len();
+    crate::cluster::sink::produce(&cl.cluster, app.tenant(), &events)
+        .await
+        .map_err(|e| match e {
+            ProduceError::Route { index, reason } if n == 1 || index == usize::MAX => {
+                ApiError::bad_request(reason)
+            }
+            ProduceError::Route { index, reason } => {
+                ApiError::bad_request(format!("event {index}: {reason}"))
+            }
+            e @ ProduceError::Broker(_) => ApiError::unavailable(e.to_string()),
+        })?;
+    http_accepted(n);
+    Ok((
+        StatusCode::OK,
+        Json(Accepted {
+            accepted: n,
+            durable: true,
+            ids: Vec::new(),
+        }),
+    ))
+}
+
+/// Cluster mode: decide at the events' partitions' owners (or, for a call forwarded here,
+/// at this node's cell of its partition).
+async fn decide_in_cluster(
+    cl: &ClusterCall,
+    app: &App,
+    how: Decide,
+    body: OneOrMany,
+) -> ApiResult<axum::response::Response> {
+    let (one, events) = match body {
+        OneOrMany::One(e) => (true, vec![e]),
+        OneOrMany::Many(es) => (false, es),
+    };
+    let answers = match cl.partition {
+        Some(p) => {
+            crate::cluster::forward::decide_local(&cl.cluster, app.tenant(), how, p, events).await?
+        }
+        None => {
+            crate::cluster::forward::decide(&cl.cluster, app.tenant(), cl.auth.clone(), how, events)
+                .await?
+        }
+    };
+    if one && cl.partition.is_none() {
+        let first = answers.into_iter().next().unwrap_or(Value::Null);
+        return Ok(Json(first).into_response());
+    }
+    Ok(Json(Value::Array(answers)).into_response())
 }
 
 async fn add_and_answer(
@@ -284,16 +354,22 @@ fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<
 )]
 pub async fn check(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Decisions>> {
-    Ok(Json(match read_check_body(&app, body)? {
+) -> ApiResult<axum::response::Response> {
+    let body = read_check_body(&app, body)?;
+    if let Some(cl) = cl {
+        return decide_in_cluster(&cl, &app, Decide::Check, body).await;
+    }
+    Ok(Json(match body {
         OneOrMany::One(e) => Decisions::One(decision_answer(&app.check(&e), None)),
         OneOrMany::Many(es) => Decisions::Many(
             es.iter()
                 .map(|e| decision_answer(&app.check(e), None))
                 .collect(),
         ),
-    }))
+    })
+    .into_response())
 }
 
 /// `POST /api/add_and_check`: decide on the state including the event and add it only if
@@ -316,12 +392,17 @@ pub async fn check(
 )]
 pub async fn add_and_check(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Decisions>> {
-    match read_check_body(&app, body)? {
+) -> ApiResult<axum::response::Response> {
+    let body = read_check_body(&app, body)?;
+    if let Some(cl) = cl {
+        return decide_in_cluster(&cl, &app, Decide::AddAndCheck, body).await;
+    }
+    match body {
         OneOrMany::One(e) => add_and_check_one(&app, e)
             .await
-            .map(|d| Json(Decisions::One(d))),
+            .map(|d| Json(Decisions::One(d)).into_response()),
         OneOrMany::Many(es) => {
             // Refuse the whole array up front if the log is not taking writes; a failure
             // that starts midway refuses the rest (each event is atomic on its own).
@@ -337,7 +418,7 @@ pub async fn add_and_check(
                 wait_durable(&app, c.receipt, &[c.event_id]).await?;
                 out.push(decision_answer(&c.decision, Some(c.event_id)));
             }
-            Ok(Json(Decisions::Many(out)))
+            Ok(Json(Decisions::Many(out)).into_response())
         }
     }
 }
@@ -400,19 +481,29 @@ pub enum PostEventAnswer {
 )]
 pub async fn post_event(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     RawQuery(qs): RawQuery,
-) -> ApiResult<(StatusCode, Json<PostEventAnswer>)> {
+) -> ApiResult<axum::response::Response> {
     let qs = qs.unwrap_or_default();
     let event =
         parse_query_string(&qs, &CONTROL, &app.shape_opts()).map_err(|e| invalid_shape(vec![e]))?;
     app.validate(std::slice::from_ref(&event))
         .map_err(shape_errors)?;
-    if matches!(flag(&qs, "result").as_deref(), Some("true") | Some("1")) {
+    let decide = matches!(flag(&qs, "result").as_deref(), Some("true") | Some("1"));
+    if let Some(cl) = cl {
+        if decide {
+            return decide_in_cluster(&cl, &app, Decide::AddAndCheck, OneOrMany::One(event)).await;
+        }
+        return Ok(produce_and_answer(&cl, &app, vec![event])
+            .await?
+            .into_response());
+    }
+    if decide {
         let v = add_and_check_one(&app, event).await?;
-        Ok((StatusCode::OK, Json(PostEventAnswer::Decision(v))))
+        Ok((StatusCode::OK, Json(PostEventAnswer::Decision(v))).into_response())
     } else {
         let (status, Json(a)) = add_and_answer(&app, vec![event], false).await?;
-        Ok((status, Json(PostEventAnswer::Accepted(a))))
+        Ok((status, Json(PostEventAnswer::Accepted(a))).into_response())
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod access;
 pub mod alerts;
 pub mod analytics;
+pub mod cluster;
 pub mod console;
 pub mod decision;
 pub mod error;
@@ -85,6 +86,7 @@ pub fn routes() -> Vec<RouteDef> {
             &[("POST", "apply DSL text (text/plain): CREATE QUERY, CREATE RULE, DROP, SHOW, SELECT")],
             post(statements::apply),
         ),
+        def("/api/cluster", &[("GET", "cluster mode: the nodes, who owns which partition, positions and lag")], get(cluster::status)),
         def("/api/whoami", &[("GET", "the account and project the caller's key acts for")], get(access::whoami)),
         def(
             "/api/admin/keys",

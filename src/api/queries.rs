@@ -5,6 +5,7 @@
 //! answers were first built with did (SPEC section 13 keeps the bytes).
 
 use crate::api::access::Ctx;
+use crate::api::cluster::InCluster;
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query};
@@ -190,6 +191,7 @@ pub async fn get_query(Ctx(app): Ctx, Path(name): Path<String>) -> ApiResult<Jso
 )]
 pub async fn delete_query(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<QueryDropped>> {
@@ -210,6 +212,10 @@ pub async fn delete_query(
         }
     };
     let dropped = catalog::drop_query(&app, &name, cascade).await?;
+    if let Some(cl) = cl {
+        let text = format!("DROP QUERY {name}{}", if cascade { " CASCADE" } else { "" });
+        crate::api::cluster::after_statement(&cl, app.tenant(), &text).await?;
+    }
     let dropped: Vec<Value> = dropped.iter().map(catalog::Dependent::json).collect();
     Ok(Json(QueryDropped {
         dropped,
@@ -270,8 +276,16 @@ pub async fn get_rule(Ctx(app): Ctx, Path(name): Path<String>) -> ApiResult<Json
         (status = 500, description = "storage failed", body = ErrorBody),
     )
 )]
-pub async fn delete_rule(Ctx(app): Ctx, Path(name): Path<String>) -> ApiResult<Json<RuleDropped>> {
+pub async fn delete_rule(
+    Ctx(app): Ctx,
+    InCluster(cl): InCluster,
+    Path(name): Path<String>,
+) -> ApiResult<Json<RuleDropped>> {
     catalog::drop_rule(&app, &name).await?;
+    if let Some(cl) = cl {
+        crate::api::cluster::after_statement(&cl, app.tenant(), &format!("DROP RULE {name}"))
+            .await?;
+    }
     Ok(Json(RuleDropped {
         name,
         statement: "drop_rule",
@@ -396,19 +410,65 @@ fn check_step(
 )]
 pub async fn result(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     Path(name): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<ResultAnswer>> {
+    Query(mut params): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     let mut req = read_request(&params, app.engine().query_shape(&name).as_ref())?;
     if req.at.is_none() && req.from.is_none() && req.to.is_none() {
         // SPEC section 13: a sliding window is read at `at`, default now.
         req.at = Some(app.clock().now_ms());
+        params.insert("at".into(), app.clock().now_ms().to_string());
+    }
+    if let Some(cl) = cl {
+        let ops = cluster_merge(&cl.cluster, &app, &name)?;
+        if cl.local {
+            let part =
+                crate::cluster::forward::read_local(&cl.cluster, app.tenant(), &name, &req, &ops)?;
+            return Ok(Json(part).into_response());
+        }
+        let all = crate::cluster::forward::read_all(
+            &cl.cluster,
+            app.tenant(),
+            cl.auth.clone(),
+            &name,
+            &params,
+            &req,
+            &ops,
+        )
+        .await?;
+        return Ok(Json(ResultAnswer {
+            complete_from: all.complete_from,
+            rows: all.rows.into_iter().map(ResultRow::from).collect(),
+        })
+        .into_response());
     }
     let answer = app
         .engine()
         .answer(&name, &req)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    Ok(Json(ResultAnswer::from(answer)))
+    Ok(Json(ResultAnswer::from(answer)).into_response())
+}
+
+/// How the rows of query `name` merge across partitions (see [`crate::cluster::merge`]):
+/// refused up front when its groups span partitions and its columns do not merge exactly.
+fn cluster_merge(
+    cl: &crate::cluster::Cluster,
+    app: &crate::app::App,
+    name: &str,
+) -> ApiResult<Result<std::collections::BTreeMap<String, crate::cluster::merge::Op>, String>> {
+    let q = app
+        .engine()
+        .query(name)
+        .ok_or_else(|| ApiError::not_found(format!("no query named '{name}'")))?;
+    let ops = crate::cluster::merge::ops(name, &q.plan);
+    if let Err(why) = &ops {
+        if !cl.grouped_by_route(&q.plan.group) || q.is_view() {
+            return Err(ApiError::conflict(why.clone()));
+        }
+    }
+    Ok(ops)
 }
 
 /// A read's answer: `rows`, and for a windowed query `complete_from`, the first window end

@@ -1,6 +1,7 @@
 //! `POST /api/statements`: apply DSL text (one or more statements).
 
 use crate::api::access::Ctx;
+use crate::api::cluster::InCluster;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -97,11 +98,25 @@ pub enum StatementKind {
 )]
 pub async fn apply(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<StatementResults>> {
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("body is not UTF-8: {e}")))?;
+    if let Some(cl) = &cl {
+        if cl.local {
+            // Broadcast by the peer that applied it: the shared catalogue has it already.
+            crate::api::cluster::take_broadcast(cl, &app, text).await?;
+            return Ok(Json(StatementResults {
+                results: Vec::new(),
+            }));
+        }
+    }
     let results = crate::catalog::apply(&app, text.to_string()).await?;
+    if let Some(cl) = &cl {
+        crate::api::cluster::refuse_unroutable_rules(cl, &app, text).await?;
+        crate::api::cluster::after_statement(cl, app.tenant(), text).await?;
+    }
     Ok(Json(StatementResults { results }))
 }

@@ -81,7 +81,7 @@ impl StorageError {
 pub type Result<T> = std::result::Result<T, StorageError>;
 
 /// Which catalogue a definition belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CatalogKind {
     /// A continuous query (`CREATE QUERY`).
     Query,
