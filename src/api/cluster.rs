@@ -135,10 +135,9 @@ pub async fn status(State(hub): State<Arc<Hub>>) -> ApiResult<Json<ClusterAnswer
             )
         })
         .collect();
-    let key = |p: i32| format!("kafka/{}/{}/{p}", cl.cfg().group, cl.cfg().topic);
     let mut owned = Vec::new();
     for cell in cl.cells() {
-        let position = cell.position(key(cell.partition)).await;
+        let position = cell.position(cl.position_key(cell.partition)).await;
         let high = cl.high_watermark(cell.partition).await;
         owned.push(serde_json::json!({
             "partition": cell.partition,

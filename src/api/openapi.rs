@@ -9,8 +9,8 @@ use serde_json::Value;
 use utoipa::OpenApi;
 
 use super::{
-    access, alerts, analytics, console, events, metrics, misc, prometheus, queries, schemas,
-    statements,
+    access, alerts, analytics, cluster, console, events, metrics, misc, prometheus, queries,
+    schemas, statements,
 };
 
 /// The document.
@@ -76,6 +76,7 @@ use super::{
         alerts::by_key,
         alerts::sinks,
         alerts::decisions,
+        cluster::status,
     ),
     components(schemas(events::QueryFields, access::NewKey)),
     modifiers(&KeyScheme),
@@ -85,6 +86,7 @@ use super::{
         (name = "rules", description = "rule definitions"),
         (name = "events", description = "adding events"),
         (name = "decisions", description = "check and add_and_check"),
+        (name = "cluster", description = "cluster mode: nodes and partition owners"),
         (name = "alerts", description = "alerts of rules turning to deny, and their sinks"),
         (name = "event store", description = "stored events and analytics"),
         (name = "schemas", description = "per-type JSON Schemas for event validation"),

@@ -146,6 +146,9 @@ pub enum CellState {
     Fenced,
 }
 
+/// The state word of a cell whose log failed for good.
+const FAILED: u8 = 3;
+
 /// One partition this node owns: its own hub over its own keyspace.
 pub struct Cell {
     /// The partition.
@@ -167,7 +170,17 @@ impl Cell {
     }
 
     fn set(&self, s: CellState) {
-        self.state.store(s as u8, Ordering::SeqCst);
+        // A failed cell stays failed.
+        let _ = self
+            .state
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+                (cur != FAILED).then_some(s as u8)
+            });
+    }
+
+    /// Its log failed for good: fenced until the node restarts.
+    fn fail(&self) {
+        self.state.store(FAILED, Ordering::SeqCst);
     }
 
     /// The cell's stored input position (the next offset to consume).
@@ -292,6 +305,11 @@ impl Cluster {
     /// `[cluster]` as configured.
     pub fn cfg(&self) -> &ClusterConfig {
         &self.cfg
+    }
+
+    /// Where a cell keeps its position in the topic (the Kafka input's key).
+    pub fn position_key(&self, p: i32) -> String {
+        format!("kafka/{}/{}/{p}", self.cfg.group, self.cfg.topic)
     }
 
     /// The topic's partition count.
@@ -685,6 +703,7 @@ impl Cluster {
                 self.publish().await;
                 self.rebalance().await;
             }
+            self.export_metrics().await;
             if round.is_multiple_of(8) {
                 for cell in self.cells() {
                     if let Err(e) = sync_catalog(&self, &cell.hub).await {
@@ -696,6 +715,29 @@ impl Cluster {
                         tracing::warn!(error = %format!("{e:#}"), "reconciling the front catalogue failed");
                     }
                 }
+            }
+        }
+    }
+
+    /// The cluster in /metrics: members alive, partitions served here, each one's lag.
+    async fn export_metrics(&self) {
+        let alive = self.members().iter().filter(|m| self.alive(m)).count();
+        metrics::gauge!("weir_cluster_members_alive").set(alive as f64);
+        let cells = self.cells();
+        let serving = cells
+            .iter()
+            .filter(|c| c.state() == CellState::Serving)
+            .count();
+        metrics::gauge!("weir_cluster_partitions_served").set(serving as f64);
+        for cell in cells {
+            let (pos, high) = (
+                cell.position(self.position_key(cell.partition)).await,
+                self.high_watermark(cell.partition).await,
+            );
+            if let Some(high) = high {
+                let lag = (high - pos.unwrap_or(0)).max(0);
+                metrics::gauge!("weir_cluster_partition_lag", "partition" => cell.partition.to_string())
+                    .set(lag as f64);
             }
         }
     }

@@ -44,7 +44,18 @@ impl EventSink for CellSink {
                 .ensure(&tenant)
                 .await
                 .map_err(|e| SinkError::Transient(format!("restoring tenant {tenant}: {e}")))?;
-            AppSink(app).submit(batch).await
+            match AppSink(app).submit(batch).await {
+                Err(SinkError::Fatal(why)) => {
+                    // This cell's log has failed for good: it answers nothing more (503)
+                    // until the node restarts; the other partitions go on.
+                    tracing::error!(partition = p, %why, "a partition's log failed; not serving it");
+                    cell.fail();
+                    Err(SinkError::Revoked(format!(
+                        "partition {p}'s log failed: {why}"
+                    )))
+                }
+                other => other,
+            }
         })
     }
 
