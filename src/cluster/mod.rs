@@ -458,13 +458,10 @@ impl Cluster {
     /// heartbeat tries again), so two nodes each waiting for the other's lease never stall.
     async fn take_lease(&self, p: i32) -> anyhow::Result<bool> {
         let wait = self.cfg.membership == Membership::Kafka;
-        let key = format!("{LEASE_PREFIX}{p}");
         let me = self.cfg.node.clone();
         let mut waited = false;
         loop {
-            let k = key.clone();
-            let held = self.shared.run(move |s| s.meta_get(&k)).await?;
-            let lease: Option<Lease> = held.and_then(|b| serde_json::from_slice(&b).ok());
+            let lease = self.lease(p).await?;
             let now = self.clock.now_ms();
             match lease {
                 Some(l) if l.node != me && l.until > now => {
@@ -483,6 +480,34 @@ impl Cluster {
         }
         self.put_lease(p, self.clock.now_ms() + self.cfg.lease.as_millis() as i64)
             .await?;
+        // Two nodes that both found the lease free (their views of the members differed for
+        // a moment) both wrote it; the store keeps the last write. Whoever reads back
+        // another's name after a pause backs off.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let holder = self.lease(p).await?.map(|l| l.node);
+        if holder.as_deref() != Some(me.as_str()) {
+            tracing::info!(partition = p, holder = ?holder, "another node took the partition's lease at once; backing off");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Partition `p`'s lease as stored.
+    async fn lease(&self, p: i32) -> anyhow::Result<Option<Lease>> {
+        let key = format!("{LEASE_PREFIX}{p}");
+        let held = self.shared.run(move |s| s.meta_get(&key)).await?;
+        Ok(held.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Renew partition `p`'s lease if it is still this node's (`false`: another node holds
+    /// it now, after this one could not renew it in time).
+    async fn renew_lease(&self, p: i32, until: i64) -> anyhow::Result<bool> {
+        if let Some(l) = self.lease(p).await? {
+            if l.node != self.cfg.node && l.until > 0 {
+                return Ok(false);
+            }
+        }
+        self.put_lease(p, until).await?;
         Ok(true)
     }
 
@@ -670,9 +695,23 @@ impl Cluster {
                     if cell.state() == CellState::Paused {
                         continue;
                     }
-                    if let Err(e) = self.put_lease(cell.partition, until).await {
-                        tracing::warn!(partition = cell.partition, error = %e, "renewing a lease failed");
-                        ok = false;
+                    match self.renew_lease(cell.partition, until).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // Lost while this node could not renew it: its new owner serves
+                            // it now. Let go without touching the lease.
+                            tracing::warn!(
+                                partition = cell.partition,
+                                "the partition's lease was taken over; closing its cell"
+                            );
+                            cell.fail();
+                            self.cells.write().remove(&cell.partition);
+                            cell.flusher.abort();
+                        }
+                        Err(e) => {
+                            tracing::warn!(partition = cell.partition, error = %e, "renewing a lease failed");
+                            ok = false;
+                        }
                     }
                 }
             }
