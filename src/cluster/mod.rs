@@ -922,7 +922,9 @@ async fn shared_catalog(shared: &Store) -> anyhow::Result<CatalogMap> {
 /// differs, drop what is gone (rules first, then queries, so nothing dropped is read).
 async fn reconcile(hub: &Hub, want: &CatalogMap, have: &CatalogMap) -> anyhow::Result<()> {
     for ((tenant, kind, name), text) in want {
-        if have.get(&(tenant.clone(), *kind, name.clone())) == Some(text) {
+        // A cell keeps what it was given as CREATE OR REPLACE: compare them alike.
+        let had = have.get(&(tenant.clone(), *kind, name.clone()));
+        if had.is_some_and(|h| or_replace(h) == or_replace(text)) {
             continue;
         }
         let app = hub.ensure(tenant).await?;
