@@ -3,7 +3,7 @@
 # cargo tests before this runs). Installs the package into a virtualenv under target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --bin weir
+cargo test --workspace --all-targets --no-run --quiet   # the binary the tests built: same features, no second build
 VENV=target/py-client
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"

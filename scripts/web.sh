@@ -32,5 +32,5 @@ echo "==> web: unit tests"
 (cd web && npm test)
 
 echo "==> web: end-to-end tests (headless chromium)"
-cargo build --bin weir
+cargo test --workspace --all-targets --no-run --quiet   # the binary the tests built: same features, no second build
 (cd web && WEIR_BIN="$PWD/../target/debug/weir" npm run e2e)

@@ -59,6 +59,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         cluster.note_front_applied().await?;
         cluster.join().await;
         cluster_tasks.push(tokio::spawn(cluster.clone().heartbeat()));
+        cluster_tasks.push(tokio::spawn(cluster.clone().renew_leases()));
+        cluster_tasks.push(tokio::spawn(cluster.clone().probe_kafka()));
         let tenant = cfg.auth.input_tenant("kafka")?;
         cluster_tasks.push(crate::cluster::sink::start(
             &cluster,

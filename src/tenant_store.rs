@@ -101,6 +101,10 @@ impl Storage for TenantStore {
         self.inner.meta_put(&self.name(key), value)
     }
 
+    fn meta_cas(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool> {
+        self.inner.meta_cas(&self.name(key), expected, value)
+    }
+
     fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune> {
         self.inner.meta_prune(&self.name(prefix), remove)
     }

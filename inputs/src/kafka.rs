@@ -9,7 +9,7 @@
 //! lost in a crash or broker restart never makes Weir count a record twice. Malformed records
 //! are skipped and counted; their offsets advance with the batch like any other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -248,6 +248,10 @@ impl ConsumerContext for Ctx {
 struct Pending {
     parts: BTreeMap<i32, PartPending>,
     records: usize,
+    /// Partitions whose batch the sink dropped (not this node's any more, or its state
+    /// failed): their records are not read again until the next assignment, which resumes
+    /// them from the sink's stored position (so nothing dropped is skipped as if taken).
+    dropped: BTreeSet<i32>,
 }
 
 /// One partition's records read but not yet durable.
@@ -359,7 +363,8 @@ impl Source for KafkaSource {
                         // Never lower a floor: records already taken (even if not yet durable)
                         // will be made durable, so they must not be taken twice.
                         let shared = consumer.context().floors.lock().clone();
-                        floors.retain(|p, _| shared.contains_key(p));
+                        floors.retain(|p, _| shared.contains_key(p) && !pending.dropped.contains(p));
+                        pending.dropped.clear();
                         // Records of partitions taken away are not ours to store any more:
                         // their new owner reads them from its own stored position.
                         pending.parts.retain(|p, _| shared.contains_key(p));
@@ -370,6 +375,9 @@ impl Source for KafkaSource {
                         }
                     }
                     let (p, offset) = (m.partition(), m.offset());
+                    if pending.dropped.contains(&p) {
+                        continue;
+                    }
                     stats.add_received(1);
                     let floor = match floors.get(&p) {
                         Some(&f) => f,
@@ -451,9 +459,10 @@ async fn flush(
     if pending.records == 0 {
         return Ok(());
     }
-    let p = std::mem::take(pending);
-    let next: Vec<(i32, i64)> = p.parts.iter().map(|(part, b)| (*part, b.next)).collect();
-    let batches = p.parts.into_iter().map(|(part, b)| SourceBatch {
+    let parts = std::mem::take(&mut pending.parts);
+    pending.records = 0;
+    let next: Vec<(i32, i64)> = parts.iter().map(|(part, b)| (*part, b.next)).collect();
+    let batches = parts.into_iter().map(|(part, b)| SourceBatch {
         events: b.events,
         positions: vec![(cfg.position_key(part), b.next)],
         partition: Some(part),
@@ -461,11 +470,17 @@ async fn flush(
     });
     let stored = futures_util::future::join_all(batches.map(|b| store(sink, stats, b))).await;
     let stored = stored.into_iter().collect::<Result<Vec<bool>>>()?;
-    // Partitions revoked meanwhile were not stored: neither committed nor floored here.
+    // Partitions revoked meanwhile were not stored: neither committed nor floored here, and
+    // not read on until they are assigned again.
     let next: Vec<(i32, i64)> = next
         .into_iter()
         .zip(stored)
-        .filter_map(|(n, kept)| kept.then_some(n))
+        .filter_map(|(n, kept)| {
+            if !kept {
+                pending.dropped.insert(n.0);
+            }
+            kept.then_some(n)
+        })
         .collect();
     {
         let mut shared = consumer.context().floors.lock();

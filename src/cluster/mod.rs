@@ -156,6 +156,11 @@ pub struct Cell {
     /// Its tenants' apps, over the partition's keyspace.
     pub hub: Arc<Hub>,
     state: AtomicU8,
+    /// Until when (unix ms) its lease is surely this node's: the last taking or renewal's
+    /// start plus the lease, less a margin for clocks. Past it the cell answers nothing, so
+    /// it has stopped before any other node can take the lease over.
+    valid_until: AtomicI64,
+    clock: Arc<dyn Clock>,
     flusher: tokio::task::JoinHandle<()>,
 }
 
@@ -163,6 +168,9 @@ impl Cell {
     /// What the cell is doing.
     pub fn state(&self) -> CellState {
         match self.state.load(Ordering::SeqCst) {
+            0 if self.clock.now_ms() >= self.valid_until.load(Ordering::SeqCst) => {
+                CellState::Fenced
+            }
             0 => CellState::Serving,
             1 => CellState::Paused,
             _ => CellState::Fenced,
@@ -178,9 +186,15 @@ impl Cell {
             });
     }
 
-    /// Its log failed for good: fenced until the node restarts.
+    /// Its log failed for good: fenced until it is reopened from the store (with Weir's
+    /// membership, at the next heartbeat; with Kafka's, at the next rebalance or restart).
     fn fail(&self) {
         self.state.store(FAILED, Ordering::SeqCst);
+    }
+
+    /// Whether its log failed.
+    fn failed(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == FAILED
     }
 
     /// The cell's stored input position (the next offset to consume).
@@ -239,8 +253,13 @@ pub struct Cluster {
     partitions: i32,
     /// The other nodes, as last read.
     members: RwLock<Vec<Member>>,
-    /// When the leases were last renewed (unix ms); cells stop serving after half a lease.
-    renewed: AtomicI64,
+    /// The lease value this node last wrote, by partition (what a renewal expects to find),
+    /// and until when it lets the cell serve.
+    held: Mutex<HashMap<i32, (Vec<u8>, i64)>>,
+    /// Serialises the lease writes (take, renew, release) with `held`.
+    lease_ops: tokio::sync::Mutex<()>,
+    /// When Kafka last answered (unix ms); leases are renewed only while it is recent.
+    kafka_at: AtomicI64,
     /// What the front's engines hold (the shared catalogue as this node last applied it).
     front_applied: tokio::sync::Mutex<Option<CatalogMap>>,
     /// With Weir's membership: the partitions this node should own, for the consumer.
@@ -292,7 +311,9 @@ impl Cluster {
             producer,
             partitions,
             members: RwLock::new(Vec::new()),
-            renewed: AtomicI64::new(now),
+            held: Mutex::new(HashMap::new()),
+            lease_ops: tokio::sync::Mutex::new(()),
+            kafka_at: AtomicI64::new(now),
             front_applied: tokio::sync::Mutex::new(None),
             share: tokio::sync::watch::channel(Vec::new()).0,
             http: reqwest::Client::builder()
@@ -452,72 +473,104 @@ impl Cluster {
         c
     }
 
-    /// Take partition `p`'s lease. While another node holds it: with Kafka's membership
-    /// (the group moved the partition here, so its holder is letting go) wait; with Weir's,
-    /// give up at once (`false`; the holder lets go when it sees its own share, and the next
-    /// heartbeat tries again), so two nodes each waiting for the other's lease never stall.
-    async fn take_lease(&self, p: i32) -> anyhow::Result<bool> {
+    /// Take partition `p`'s lease, atomically (compare-and-set against the value read).
+    /// While another node holds it: with Kafka's membership (the group moved the partition
+    /// here, so its holder is letting go) wait; with Weir's, give up at once (`None`; the
+    /// holder lets go when it sees its own share, and the next heartbeat tries again), so two
+    /// nodes each waiting for the other's lease never stall. Returns until when the cell may
+    /// serve.
+    async fn take_lease(&self, p: i32) -> anyhow::Result<Option<i64>> {
         let wait = self.cfg.membership == Membership::Kafka;
         let me = self.cfg.node.clone();
         let mut waited = false;
         loop {
-            let lease = self.lease(p).await?;
+            let raw = self.lease_raw(p).await?;
             let now = self.clock.now_ms();
-            match lease {
-                Some(l) if l.node != me && l.until > now => {
-                    if !wait {
-                        tracing::debug!(partition = p, holder = %l.node, "the partition's lease is held; trying later");
-                        return Ok(false);
-                    }
-                    if !waited {
-                        tracing::info!(partition = p, holder = %l.node, "waiting for the partition's lease");
-                        waited = true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+            let held = raw
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<Lease>(b).ok())
+                .filter(|l| l.node != me && l.until > now);
+            if held.is_none() {
+                let _one = self.lease_ops.lock().await;
+                if let Some(valid) = self.cas_lease(p, raw, now).await? {
+                    return Ok(Some(valid));
                 }
-                _ => break,
+                // Another node wrote it between our read and write: read again.
             }
+            if !wait {
+                tracing::debug!(partition = p, holder = ?held.map(|l| l.node), "the partition's lease is held; trying later");
+                return Ok(None);
+            }
+            if !waited {
+                tracing::info!(partition = p, holder = ?held.map(|l| l.node), "waiting for the partition's lease");
+                waited = true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        self.put_lease(p, self.clock.now_ms() + self.cfg.lease.as_millis() as i64)
-            .await?;
-        // Two nodes that both found the lease free (their views of the members differed for
-        // a moment) both wrote it; the store keeps the last write. Whoever reads back
-        // another's name after a pause backs off.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let holder = self.lease(p).await?.map(|l| l.node);
-        if holder.as_deref() != Some(me.as_str()) {
-            tracing::info!(partition = p, holder = ?holder, "another node took the partition's lease at once; backing off");
-            return Ok(false);
-        }
-        Ok(true)
     }
 
-    /// Partition `p`'s lease as stored.
-    async fn lease(&self, p: i32) -> anyhow::Result<Option<Lease>> {
+    /// Partition `p`'s lease as stored (its bytes).
+    async fn lease_raw(&self, p: i32) -> anyhow::Result<Option<Vec<u8>>> {
         let key = format!("{LEASE_PREFIX}{p}");
-        let held = self.shared.run(move |s| s.meta_get(&key)).await?;
-        Ok(held.and_then(|b| serde_json::from_slice(&b).ok()))
+        Ok(self.shared.run(move |s| s.meta_get(&key)).await?)
     }
 
-    /// Renew partition `p`'s lease if it is still this node's (`false`: another node holds
-    /// it now, after this one could not renew it in time).
-    async fn renew_lease(&self, p: i32, until: i64) -> anyhow::Result<bool> {
-        if let Some(l) = self.lease(p).await? {
-            if l.node != self.cfg.node && l.until > 0 {
-                return Ok(false);
-            }
+    /// Write this node's lease of `p` (until `start + lease`) if the stored value is still
+    /// `expected`. Returns until when the cell may serve, if written.
+    async fn cas_lease(
+        &self,
+        p: i32,
+        expected: Option<Vec<u8>>,
+        start: i64,
+    ) -> anyhow::Result<Option<i64>> {
+        let lease = self.cfg.lease.as_millis() as i64;
+        let value = serde_json::to_vec(&Lease {
+            node: self.cfg.node.clone(),
+            until: start + lease,
+        })?;
+        let key = format!("{LEASE_PREFIX}{p}");
+        let v = value.clone();
+        let written = self
+            .shared
+            .run(move |s| s.meta_cas(&key, expected.as_deref(), &v))
+            .await?;
+        if !written {
+            return Ok(None);
         }
-        self.put_lease(p, until).await?;
-        Ok(true)
+        let valid = start + lease - lease / 5;
+        self.held.lock().insert(p, (value, valid));
+        Ok(Some(valid))
     }
 
-    async fn put_lease(&self, p: i32, until: i64) -> anyhow::Result<()> {
+    /// Renew partition `p`'s lease if it is still this node's (`None`: another node holds it
+    /// now, after this one could not renew it in time).
+    async fn renew_lease(&self, p: i32) -> anyhow::Result<Option<i64>> {
+        let _one = self.lease_ops.lock().await;
+        let Some((mine, _)) = self.held.lock().get(&p).cloned() else {
+            return Ok(None);
+        };
+        let now = self.clock.now_ms();
+        let renewed = self.cas_lease(p, Some(mine), now).await?;
+        if renewed.is_none() {
+            self.held.lock().remove(&p);
+        }
+        Ok(renewed)
+    }
+
+    /// Let partition `p`'s lease go (if it is still this node's).
+    async fn release_lease(&self, p: i32) -> anyhow::Result<()> {
+        let _one = self.lease_ops.lock().await;
+        let Some((mine, _)) = self.held.lock().remove(&p) else {
+            return Ok(());
+        };
         let key = format!("{LEASE_PREFIX}{p}");
         let value = serde_json::to_vec(&Lease {
             node: self.cfg.node.clone(),
-            until,
+            until: 0,
         })?;
-        self.shared.run(move |s| s.meta_put(&key, &value)).await?;
+        self.shared
+            .run(move |s| s.meta_cas(&key, Some(&mine), &value))
+            .await?;
         Ok(())
     }
 
@@ -569,9 +622,27 @@ impl Cluster {
 
     async fn open(self: &Arc<Self>, p: i32) -> anyhow::Result<Option<Arc<Cell>>> {
         let started = std::time::Instant::now();
-        if !self.take_lease(p).await? {
+        if self.take_lease(p).await?.is_none() {
             return Ok(None);
         }
+        match self.restore(p, started).await {
+            Ok(cell) => Ok(Some(cell)),
+            Err(e) => {
+                // Let the lease go, so this node or another can try again at once.
+                if let Err(e) = self.release_lease(p).await {
+                    tracing::warn!(partition = p, error = %e, "releasing a lease failed (it expires)");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Restore partition `p`'s cell from its keyspace (its lease is this node's).
+    async fn restore(
+        self: &Arc<Self>,
+        p: i32,
+        started: std::time::Instant,
+    ) -> anyhow::Result<Arc<Cell>> {
         let store = Store::new(self.open_store(p).await?);
         let last_seq = store.run(|s| s.last_seq()).await?;
         let log = store.start_log(self.serve.durable);
@@ -595,12 +666,16 @@ impl Cluster {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "partition cell restored"
         );
-        Ok(Some(Arc::new(Cell {
+        // The lease was renewed while the cell was restored: serve until its latest term.
+        let valid = self.held.lock().get(&p).map_or(0, |h| h.1);
+        Ok(Arc::new(Cell {
             partition: p,
             hub,
             state: AtomicU8::new(CellState::Serving as u8),
+            valid_until: AtomicI64::new(valid),
+            clock: self.clock.clone(),
             flusher,
-        })))
+        }))
     }
 
     /// Give a partition away: flush its state, forget it, release its lease.
@@ -611,7 +686,7 @@ impl Cluster {
         if let Err(e) = crate::recovery::flush_all(&cell.hub).await {
             tracing::warn!(partition = cell.partition, error = %e, "flushing a cell given away failed (its new owner replays the log)");
         }
-        if let Err(e) = self.put_lease(cell.partition, 0).await {
+        if let Err(e) = self.release_lease(cell.partition).await {
             tracing::warn!(partition = cell.partition, error = %e, "releasing a lease failed (it expires)");
         }
         tracing::info!(partition = cell.partition, "partition cell closed");
@@ -677,68 +752,94 @@ impl Cluster {
         }
     }
 
-    /// Every `lease / 4`: renew the leases of the cells while Kafka and the store answer;
-    /// fence the cells when that has failed for half a lease; publish the directory; every
-    /// few rounds, reconcile the cells with the shared catalogue.
+    /// Every `lease / 5`: renew the leases this node holds while Kafka answered recently. A
+    /// lease not renewed in time lapses by itself: its cell has stopped answering (see
+    /// [`Cell::state`]) before any other node may take it over.
+    pub async fn renew_leases(self: Arc<Self>) {
+        let every = (self.cfg.lease / 5).max(Duration::from_millis(200));
+        let mut cut_off = false;
+        loop {
+            tokio::time::sleep(every).await;
+            let now = self.clock.now_ms();
+            let kafka_ok =
+                now - self.kafka_at.load(Ordering::SeqCst) <= self.cfg.lease.as_millis() as i64 / 2;
+            if !kafka_ok {
+                if !cut_off {
+                    tracing::warn!("Kafka does not answer: not renewing this node's leases (its partitions stop answering and move)");
+                }
+                cut_off = true;
+                continue;
+            }
+            cut_off = false;
+            let parts: Vec<i32> = self.held.lock().keys().copied().collect();
+            for p in parts {
+                if self.cell(p).is_some_and(|c| c.state() == CellState::Paused) {
+                    continue;
+                }
+                match self.renew_lease(p).await {
+                    Ok(Some(valid)) => {
+                        if let Some(cell) = self.cell(p) {
+                            cell.valid_until.store(valid, Ordering::SeqCst);
+                        }
+                    }
+                    Ok(None) => {
+                        // Taken over after this node failed to renew it in time (its cell
+                        // stopped answering then); or let go meanwhile.
+                        if let Some(cell) = self.cell(p) {
+                            tracing::warn!(
+                                partition = p,
+                                "the partition's lease was taken over; closing its cell"
+                            );
+                            cell.fail();
+                            self.cells.write().remove(&p);
+                            cell.flusher.abort();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "renewing a lease failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every `lease / 5`: whether Kafka answers (leases are renewed only while it does).
+    pub async fn probe_kafka(self: Arc<Self>) {
+        let every = (self.cfg.lease / 5).max(Duration::from_millis(200));
+        loop {
+            if self.kafka_reachable().await {
+                self.kafka_at.store(self.clock.now_ms(), Ordering::SeqCst);
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Every `lease / 4`: reopen cells whose log failed, publish this node in the directory
+    /// and take its share (while Kafka answers: a node cut off from it stops saying it is
+    /// alive, so its partitions move), export the gauges; every few rounds, reconcile the
+    /// cells and the front with the shared catalogue.
     pub async fn heartbeat(self: Arc<Self>) {
         let every = (self.cfg.lease / 4).max(Duration::from_millis(250));
         let mut round = 0u64;
         loop {
             tokio::time::sleep(every).await;
             round += 1;
+            if self.cfg.membership == Membership::Weir {
+                // A cell whose log failed (the store timed out, say) is let go, its lease
+                // kept: the rebalance below hands its partition back to the consumer, which
+                // reopens it from the store and resumes from its stored position.
+                let _one = self.changes.lock().await;
+                for cell in self.cells().into_iter().filter(|c| c.failed()) {
+                    tracing::warn!(
+                        partition = cell.partition,
+                        "reopening a partition whose log failed, from the store"
+                    );
+                    self.cells.write().remove(&cell.partition);
+                    cell.flusher.abort();
+                }
+            }
             let now = self.clock.now_ms();
-            let until = now + self.cfg.lease.as_millis() as i64;
-            let kafka_ok = self.kafka_reachable().await;
-            let mut ok = kafka_ok;
-            if kafka_ok {
-                for cell in self.cells() {
-                    if cell.state() == CellState::Paused {
-                        continue;
-                    }
-                    match self.renew_lease(cell.partition, until).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            // Lost while this node could not renew it: its new owner serves
-                            // it now. Let go without touching the lease.
-                            tracing::warn!(
-                                partition = cell.partition,
-                                "the partition's lease was taken over; closing its cell"
-                            );
-                            cell.fail();
-                            self.cells.write().remove(&cell.partition);
-                            cell.flusher.abort();
-                        }
-                        Err(e) => {
-                            tracing::warn!(partition = cell.partition, error = %e, "renewing a lease failed");
-                            ok = false;
-                        }
-                    }
-                }
-            }
-            if ok {
-                self.renewed.store(now, Ordering::SeqCst);
-                for cell in self.cells() {
-                    if cell.state() == CellState::Fenced {
-                        cell.set(CellState::Serving);
-                    }
-                }
-            } else if now - self.renewed.load(Ordering::SeqCst)
-                > self.cfg.lease.as_millis() as i64 / 2
-            {
-                for cell in self.cells() {
-                    if cell.state() == CellState::Serving {
-                        tracing::warn!(
-                            partition = cell.partition,
-                            kafka = kafka_ok,
-                            "cannot renew the partition's lease: not serving it"
-                        );
-                        cell.set(CellState::Fenced);
-                    }
-                }
-            }
-            if kafka_ok {
-                // A node that cannot reach Kafka stops saying it is alive, so its
-                // partitions move once its leases lapse.
+            if now - self.kafka_at.load(Ordering::SeqCst) <= self.cfg.lease.as_millis() as i64 / 2 {
                 self.publish().await;
                 self.rebalance().await;
             }

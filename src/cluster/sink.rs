@@ -46,8 +46,8 @@ impl EventSink for CellSink {
                 .map_err(|e| SinkError::Transient(format!("restoring tenant {tenant}: {e}")))?;
             match AppSink(app).submit(batch).await {
                 Err(SinkError::Fatal(why)) => {
-                    // This cell's log has failed for good: it answers nothing more (503)
-                    // until the node restarts; the other partitions go on.
+                    // This cell's log has failed: it answers nothing more (503) until it
+                    // is reopened from the store; the other partitions go on.
                     tracing::error!(partition = p, %why, "a partition's log failed; not serving it");
                     cell.fail();
                     Err(SinkError::Revoked(format!(

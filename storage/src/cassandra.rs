@@ -511,6 +511,41 @@ impl Storage for CassandraStore {
         self.run(move |inner| async move { inner.exec(&inner.ps.meta_put, (key, value)).await })
     }
 
+    fn meta_cas(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool> {
+        let (key, expected, value) = (
+            key.to_string(),
+            expected.map(<[u8]>::to_vec),
+            value.to_vec(),
+        );
+        self.run(move |inner| async move {
+            // A lightweight transaction (Paxos, serial consistency): its first column says
+            // whether it applied.
+            let res = match expected {
+                None => {
+                    inner
+                        .session
+                        .execute_unpaged(&inner.ps.meta_cas_insert, (key, value))
+                        .await
+                }
+                Some(old) => {
+                    inner
+                        .session
+                        .execute_unpaged(&inner.ps.meta_cas_update, (value, key, old))
+                        .await
+                }
+            }
+            .map_err(backend_err)?;
+            let rows = res.into_rows_result().map_err(backend_err)?;
+            let row = rows
+                .maybe_first_row::<scylla::value::Row>()
+                .map_err(backend_err)?;
+            Ok(matches!(
+                row.and_then(|r| r.columns.into_iter().next().flatten()),
+                Some(scylla::value::CqlValue::Boolean(true))
+            ))
+        })
+    }
+
     fn meta_scan(
         &self,
         prefix: &str,

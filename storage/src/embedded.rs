@@ -79,6 +79,8 @@ pub struct EmbeddedStore {
     state: PartitionHandle,
     decisions: PartitionHandle,
     meta: PartitionHandle,
+    /// Serialises [`Storage::meta_cas`].
+    cas: std::sync::Mutex<()>,
     next_decision: AtomicU64,
     /// Keys of `types` known to be written, so an append writes a type's entry only once.
     known_types: RwLock<HashSet<Vec<u8>>>,
@@ -134,6 +136,7 @@ impl EmbeddedStore {
             state: part("state")?,
             meta: part("meta")?,
             decisions,
+            cas: std::sync::Mutex::new(()),
             next_decision: AtomicU64::new(next_decision),
             known_types: RwLock::new(known_types),
             keyspace,
@@ -349,6 +352,20 @@ impl Storage for EmbeddedStore {
 
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
         self.meta.insert(key, value).map_err(be)
+    }
+
+    fn meta_cas(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool> {
+        // One process holds the embedded store: a lock makes compare-and-set atomic.
+        let _one = self
+            .cas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = self.meta.get(key).map_err(be)?;
+        if now.as_deref() != expected {
+            return Ok(false);
+        }
+        self.meta.insert(key, value).map_err(be)?;
+        Ok(true)
     }
 
     fn meta_scan(

@@ -221,6 +221,13 @@ pub trait Storage: Send + Sync + 'static {
     /// Write one meta value on its own.
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<()>;
 
+    /// Write one meta value only if it still holds `expected` (`None`: no value), atomically
+    /// against every other writer of the store — other processes and machines included on a
+    /// shared backend (a lightweight transaction on Cassandra). Returns whether it was
+    /// written. Cluster leases are taken and renewed with it; keys written this way are
+    /// never written with [`Storage::meta_put`].
+    fn meta_cas(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool>;
+
     /// Delete the meta values under `prefix` for which `remove(value)` says so (used to
     /// forget AMQP dedupe markers older than the redelivery horizon). Returns how many were
     /// removed and how many remain under `prefix`.

@@ -48,6 +48,9 @@ impl Storage for Counting {
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
         self.inner.meta_put(key, value)
     }
+    fn meta_cas(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool> {
+        self.inner.meta_cas(key, expected, value)
+    }
     fn meta_prune(&self, prefix: &str, remove: &dyn Fn(&[u8]) -> bool) -> Result<MetaPrune> {
         self.inner.meta_prune(prefix, remove)
     }

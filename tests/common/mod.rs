@@ -126,6 +126,11 @@ impl Server {
         Self::start_on(data_dir, free_port(), args, env).await
     }
 
+    /// Start a server on `data_dir` on the given port with extra flags, wait until healthy.
+    pub async fn start_port_args(data_dir: &Path, port: u16, args: &[&str]) -> Server {
+        Self::start_on(data_dir, port, args, &[]).await
+    }
+
     /// Start a server on `data_dir` on the given port, wait until healthy.
     pub async fn start_port(data_dir: &Path, port: u16) -> Server {
         Self::start_on(data_dir, port, &[], &[]).await

@@ -170,6 +170,8 @@ prepared! {
     commit: "UPDATE {ks}.meta SET committed = ?, intent_lo = null, intent_hi = null WHERE k = 0",
     meta_put: "INSERT INTO {ks}.meta (k, key, value) VALUES (0, ?, ?)",
     meta_get: "SELECT value FROM {ks}.meta WHERE k = 0 AND key = ?",
+    meta_cas_insert: "INSERT INTO {ks}.meta (k, key, value) VALUES (0, ?, ?) IF NOT EXISTS",
+    meta_cas_update: "UPDATE {ks}.meta SET value = ? WHERE k = 0 AND key = ? IF value = ?",
     meta_from: "SELECT key, value FROM {ks}.meta WHERE k = 0 AND key >= ?",
     meta_delete: "DELETE FROM {ks}.meta WHERE k = 0 AND key = ?",
     catalog_put: "INSERT INTO {ks}.catalog (kind, name, text) VALUES (?, ?, ?)",

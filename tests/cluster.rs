@@ -1,0 +1,379 @@
+//! Cluster mode through the real binary: several `weir serve` nodes over the Kafka-compatible
+//! broker (a 6-partition topic) and one Cassandra node, as `scripts/test.sh` starts them
+//! (WEIR_TEST_KAFKA, WEIR_TEST_TANSU, WEIR_TEST_CASSANDRA; without them these tests fail and
+//! say why). Totals per key are compared with a brute-force oracle of everything sent, over
+//! HTTP to every node and from an independent librdkafka producer writing to the topic
+//! itself; nodes are killed with SIGKILL and added mid-stream; limits are checked under
+//! concurrency across nodes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{free_port, now_ms, Server};
+use serde_json::{json, Value};
+
+/// The value of `name`; a cluster test without its services fails and says why.
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: the cluster tests need the broker and the Cassandra node that \
+             scripts/test.sh starts (scripts/brokers.sh, scripts/cassandra.sh)"
+        )
+    })
+}
+
+/// One cluster of this test: its names, and its nodes.
+struct Cluster {
+    name: String,
+    brokers: String,
+    dir: tempfile::TempDir,
+    nodes: BTreeMap<String, Server>,
+}
+
+impl Cluster {
+    /// A fresh topic (6 partitions), keyspace and group; no node yet.
+    fn new() -> Self {
+        let (brokers, tansu) = (env("WEIR_TEST_KAFKA"), env("WEIR_TEST_TANSU"));
+        env("WEIR_TEST_CASSANDRA");
+        let name = format!("wc{}", free_port());
+        let out = std::process::Command::new(tansu)
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://{brokers}"))
+            .args(["--partitions", "6", &name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "creating topic {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            name,
+            brokers,
+            dir: tempfile::tempdir().unwrap(),
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    /// Start node `id` and wait until it answers.
+    async fn start(&mut self, id: &str) {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let cass = env("WEIR_TEST_CASSANDRA");
+        let args = [
+            "--cassandra-nodes",
+            &cass,
+            "--cassandra-keyspace",
+            &self.name,
+            "--cluster-brokers",
+            &self.brokers,
+            "--cluster-topic",
+            &self.name,
+            "--cluster-group",
+            &self.name,
+            "--cluster-node",
+            id,
+            "--cluster-advertise",
+            &url,
+            "--cluster-route",
+            "seller",
+            "--cluster-lease",
+            "4s",
+        ];
+        let s = Server::start_port_args(&self.dir.path().join(id), port, &args).await;
+        self.nodes.insert(id.to_string(), s);
+    }
+
+    fn node(&self, id: &str) -> &Server {
+        &self.nodes[id]
+    }
+
+    fn live(&self) -> Vec<&Server> {
+        self.nodes.values().collect()
+    }
+
+    /// Wait until every live node says every partition is served by a live node, and the
+    /// live nodes together serve all 6 (up to 120 s).
+    async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let ids: Vec<&String> = self.nodes.keys().collect();
+        loop {
+            let mut ok = true;
+            let mut last = Value::Null;
+            for s in self.live() {
+                let (st, c) = s.get("/api/cluster").await;
+                let owners = c["owners"].as_object().cloned().unwrap_or_default();
+                ok &= st == 200
+                    && owners.len() == 6
+                    && owners
+                        .values()
+                        .all(|o| o.as_str().is_some_and(|o| ids.iter().any(|i| *i == o)));
+                last = c;
+            }
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not settle in 120 s: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// What was sent: per seller (count, sum of amount), per region count.
+#[derive(Default, Debug, Clone, PartialEq)]
+struct Oracle {
+    sellers: BTreeMap<String, (i64, i64)>,
+    regions: BTreeMap<String, i64>,
+}
+
+impl Oracle {
+    fn add(&mut self, e: &Value) {
+        let s = self
+            .sellers
+            .entry(e["seller"].as_str().unwrap().to_string())
+            .or_default();
+        s.0 += 1;
+        s.1 += e["amount"].as_i64().unwrap();
+        *self
+            .regions
+            .entry(e["region"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+}
+
+const QUERIES: &str = "CREATE QUERY per_seller AS SELECT count(*) AS n, sum(amount) AS total FROM neworder GROUP BY seller, timeseries(time, 1s, 1h);
+CREATE QUERY per_region AS SELECT count(*) AS n, max(amount) AS hi FROM neworder GROUP BY region, timeseries(time, 1s, 1h);";
+
+/// `n` events numbered from `from`, over 40 sellers and 3 regions, now.
+fn events(from: usize, n: usize) -> Vec<Value> {
+    let ts = now_ms();
+    (from..from + n)
+        .map(|i| {
+            json!({"type": "neworder", "ts": ts, "seller": format!("s{}", i % 40),
+                   "region": format!("r{}", i % 3), "amount": (i % 17) as i64})
+        })
+        .collect()
+}
+
+/// Send `evs` over HTTP in batches of 50, round-robin over `nodes`; each batch must be
+/// accepted whole.
+async fn send_http(nodes: &[&Server], evs: &[Value], oracle: &mut Oracle) {
+    for (i, batch) in evs.chunks(50).enumerate() {
+        let s = nodes[i % nodes.len()];
+        let (st, body) = s.post("/api/events", &json!({ "events": batch })).await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["accepted"], batch.len(), "{body}");
+        batch.iter().for_each(|e| oracle.add(e));
+    }
+}
+
+/// Produce `evs` to the topic directly, as a user's own producer would: librdkafka with the
+/// partitioner that matches Kafka's default (murmur2), keyed by seller.
+async fn send_kafka(topic: &str, evs: &[Value], oracle: &mut Oracle) {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+        .set("partitioner", "murmur2_random")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    for e in evs {
+        let key = e["seller"].as_str().unwrap().to_string();
+        let body = e.to_string();
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&body),
+                Duration::from_secs(60),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce to the cluster topic");
+        oracle.add(e);
+    }
+}
+
+/// What a node answers for both queries, as the oracle holds it (empty while refused).
+async fn read(s: &Server) -> Oracle {
+    let mut o = Oracle::default();
+    let (st, r) = s.get("/api/queries/per_seller/result").await;
+    if st != 200 {
+        return o;
+    }
+    for row in r["rows"].as_array().unwrap() {
+        let v = &row["values"];
+        o.sellers.insert(
+            row["key"]["seller"].as_str().unwrap().to_string(),
+            (v["n"].as_i64().unwrap(), v["total"].as_i64().unwrap()),
+        );
+    }
+    let (st, r) = s.get("/api/queries/per_region/result").await;
+    if st != 200 {
+        return Oracle::default();
+    }
+    for row in r["rows"].as_array().unwrap() {
+        o.regions.insert(
+            row["key"]["region"].as_str().unwrap().to_string(),
+            row["values"]["n"].as_i64().unwrap(),
+        );
+    }
+    o
+}
+
+/// Wait (up to 120 s) until every live node answers exactly the oracle; then it must stay
+/// exact (nothing counted twice later).
+async fn expect_exact(c: &Cluster, want: &Oracle) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for s in c.live() {
+        loop {
+            let got = read(s).await;
+            if got == *want {
+                break;
+            }
+            let over = got
+                .sellers
+                .iter()
+                .any(|(k, v)| v.0 > want.sellers.get(k).map_or(0, |w| w.0));
+            assert!(!over, "counted more than was sent: {got:?}\nwant {want:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{} never reached the oracle:\n got {got:?}\nwant {want:?}",
+                s.url
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for s in c.live() {
+        assert_eq!(read(s).await, *want, "{} moved off the oracle", s.url);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_count_every_event_once() {
+    let mut c = Cluster::new();
+    for id in ["n1", "n2", "n3"] {
+        c.start(id).await;
+    }
+    c.settle().await;
+    let (st, body) = c.node("n2").statements(QUERIES).await;
+    assert_eq!(st, 200, "{body}");
+    let mut oracle = Oracle::default();
+    send_http(&c.live(), &events(0, 1500), &mut oracle).await;
+    send_kafka(&c.name, &events(1500, 500), &mut oracle).await;
+    expect_exact(&c, &oracle).await;
+    // A query grouped by a routing field holds each seller in one partition only, and one
+    // grouped by region merges the partitions' rows: both were checked above. A query whose
+    // groups span partitions with an average cannot be merged exactly: refused.
+    let (st, body) = c
+        .node("n1")
+        .statements(
+            "CREATE QUERY avg_region AS SELECT avg(amount) AS a FROM neworder GROUP BY region",
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = c.node("n3").get("/api/queries/avg_region/result").await;
+    assert_eq!(st, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("routing"),
+        "{body}"
+    );
+    // An event without the routing field is refused, naming it.
+    let (st, body) = c
+        .node("n1")
+        .post("/api/events", &json!({"type": "neworder", "amount": 1}))
+        .await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body.to_string().contains("'seller'"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_and_join_stay_exact() {
+    let mut c = Cluster::new();
+    for id in ["n1", "n2", "n3"] {
+        c.start(id).await;
+    }
+    c.settle().await;
+    let (st, body) = c.node("n1").statements(QUERIES).await;
+    assert_eq!(st, 200, "{body}");
+    let mut oracle = Oracle::default();
+    send_http(&c.live(), &events(0, 900), &mut oracle).await;
+    // Mid-stream, one node dies without a chance to flush anything.
+    c.nodes.get_mut("n2").unwrap().kill9();
+    c.nodes.remove("n2");
+    send_http(&c.live(), &events(900, 900), &mut oracle).await;
+    send_kafka(&c.name, &events(1800, 300), &mut oracle).await;
+    c.settle().await;
+    expect_exact(&c, &oracle).await;
+    // A node joins mid-stream: partitions move to it, still exact.
+    c.start("n4").await;
+    send_http(&c.live(), &events(2100, 900), &mut oracle).await;
+    c.settle().await;
+    expect_exact(&c, &oracle).await;
+    let (_, cl) = c.node("n4").get("/api/cluster").await;
+    let owners = cl["owners"].as_object().unwrap();
+    assert!(
+        owners.values().any(|o| o == "n4"),
+        "the new node owns nothing: {cl}"
+    );
+    assert!(
+        owners.values().all(|o| o != "n2"),
+        "the dead node owns: {cl}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_are_exact_across_nodes() {
+    let mut c = Cluster::new();
+    for id in ["n1", "n2", "n3"] {
+        c.start(id).await;
+    }
+    c.settle().await;
+    // A rule not grouped by the routing field could not be exact: refused.
+    let (st, body) = c
+        .node("n1")
+        .statements("CREATE RULE by_region AS SELECT count(*) AS c FROM order GROUP BY region, timeseries(time, 1s, 1min) DENY WHEN c > 5")
+        .await;
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = c
+        .node("n2")
+        .statements("CREATE RULE cap AS SELECT count(*) AS c FROM order GROUP BY seller, timeseries(time, 1s, 1min) DENY WHEN c > 100")
+        .await;
+    assert_eq!(st, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let nodes = c.live();
+    let calls = (0..400).map(|i| {
+        let s = nodes[i % nodes.len()];
+        async move {
+            let (st, body) = s
+                .post(
+                    "/api/add_and_check",
+                    &json!({"type": "order", "seller": "hot", "amount": 1}),
+                )
+                .await;
+            assert_eq!(st, 200, "{body}");
+            body["decision"].as_str().unwrap().to_string()
+        }
+    });
+    let decisions = futures_util::future::join_all(calls).await;
+    let allowed = decisions.iter().filter(|d| *d == "allow").count();
+    assert_eq!(allowed, 100, "exactly the limit is admitted across nodes");
+    assert_eq!(decisions.len() - allowed, 300);
+    // A check from any node is decided at the same owner: they all agree, and the rule's
+    // count there is exactly the events admitted.
+    let mut seen = Vec::new();
+    for s in c.live() {
+        let (st, body) = s
+            .post("/api/check", &json!({"type": "order", "seller": "hot"}))
+            .await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["rules"][0]["value"], 100, "{body}");
+        seen.push(body["decision"].clone());
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+}
