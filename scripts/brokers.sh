@@ -10,6 +10,8 @@
 #   WEIR_TEST_KAFKA      host:port of the running tansu broker
 #   WEIR_TEST_TANSU      the tansu binary (tests create topics and start their own brokers)
 #   WEIR_TEST_TANSU_DIR  the running broker's data dir
+#   WEIR_TEST_PYTHON_KAFKA  a Python with confluent-kafka (a virtualenv under target/), the
+#                        cluster tests' independent producer
 # A trap stops the broker and removes its dir when the calling script exits.
 
 weir_port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
@@ -81,3 +83,12 @@ export WEIR_TEST_KAFKA="127.0.0.1:$WEIR_TANSU_PORT"
 export WEIR_TEST_TANSU="$TANSU"
 export WEIR_TEST_TANSU_DIR="$WEIR_TANSU_DIR"
 echo "==> brokers: RabbitMQ 127.0.0.1:5672, tansu $WEIR_TEST_KAFKA"
+
+# --- confluent-kafka, an independent producer for the cluster tests --------------------------
+WEIR_PY_KAFKA=target/py-kafka
+if [ ! -x "$WEIR_PY_KAFKA/bin/python" ] || ! "$WEIR_PY_KAFKA/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
+    echo "==> confluent-kafka for the cluster tests (once)"
+    python3 -m venv "$WEIR_PY_KAFKA"
+    "$WEIR_PY_KAFKA/bin/pip" install -q 'confluent-kafka==2.16.2'
+fi
+export WEIR_TEST_PYTHON_KAFKA="$(pwd)/$WEIR_PY_KAFKA/bin/python"

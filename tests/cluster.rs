@@ -2,9 +2,9 @@
 //! broker (a 6-partition topic) and one Cassandra node, as `scripts/test.sh` starts them
 //! (WEIR_TEST_KAFKA, WEIR_TEST_TANSU, WEIR_TEST_CASSANDRA; without them these tests fail and
 //! say why). Totals per key are compared with a brute-force oracle of everything sent, over
-//! HTTP to every node and from an independent librdkafka producer writing to the topic
-//! itself; nodes are killed with SIGKILL and added mid-stream; limits are checked under
-//! concurrency across nodes.
+//! HTTP to every node and from an independent producer (Python's `confluent-kafka`)
+//! writing to the topic itself; nodes are killed with SIGKILL and added mid-stream; limits
+//! are checked under concurrency across nodes.
 
 mod common;
 
@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, now_ms, Server};
 use serde_json::{json, Value};
+
+/// The tests of this file run one at a time (each starts a cluster of its own; together
+/// they would only measure the machine).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The value of `name`; a cluster test without its services fails and says why.
 fn env(name: &str) -> String {
@@ -172,30 +176,54 @@ async fn send_http(nodes: &[&Server], evs: &[Value], oracle: &mut Oracle) {
     }
 }
 
-/// Produce `evs` to the topic directly, as a user's own producer would: librdkafka with the
-/// partitioner that matches Kafka's default (murmur2), keyed by seller.
+/// Produce `evs` to the topic directly, as a user's own producer would: Python's
+/// `confluent-kafka` (WEIR_TEST_PYTHON_KAFKA, which scripts/brokers.sh installs) with the
+/// partitioner that matches Kafka's default (murmur2), keyed by seller, every record acked.
 async fn send_kafka(topic: &str, evs: &[Value], oracle: &mut Oracle) {
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
-        .set("partitioner", "murmur2_random")
-        .set("message.timeout.ms", "60000")
-        .create()
-        .unwrap();
-    for e in evs {
-        let key = e["seller"].as_str().unwrap().to_string();
-        let body = e.to_string();
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::to(topic)
-                    .key(&key)
-                    .payload(&body),
-                Duration::from_secs(60),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produce to the cluster topic");
-        oracle.add(e);
-    }
+    const PRODUCER: &str = r#"
+import json, sys
+from confluent_kafka import Producer
+brokers, topic = sys.argv[1], sys.argv[2]
+p = Producer({"bootstrap.servers": brokers, "partitioner": "murmur2_random", "acks": "all"})
+failed = []
+def done(err, msg):
+    if err is not None:
+        failed.append(str(err))
+sent = 0
+for line in sys.stdin:
+    e = json.loads(line)
+    p.produce(topic, key=e["seller"], value=line.strip(), on_delivery=done)
+    p.poll(0)
+    sent += 1
+left = p.flush(60)
+if failed or left:
+    sys.exit(f"not delivered: {left} pending, errors {failed[:3]}")
+print(sent)
+"#;
+    let python = env("WEIR_TEST_PYTHON_KAFKA");
+    let input: String = evs.iter().map(|e| format!("{e}\n")).collect();
+    let mut child = tokio::process::Command::new(python)
+        .args(["-c", PRODUCER, &env("WEIR_TEST_KAFKA"), topic])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the confluent-kafka producer");
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "the confluent-kafka producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        evs.len().to_string()
+    );
+    evs.iter().for_each(|e| oracle.add(e));
 }
 
 /// What a node answers for both queries, as the oracle holds it (empty while refused).
@@ -256,6 +284,7 @@ async fn expect_exact(c: &Cluster, want: &Oracle) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_count_every_event_once() {
+    let _one = SERIAL.lock().await;
     let mut c = Cluster::new();
     for id in ["n1", "n2", "n3"] {
         c.start(id).await;
@@ -294,6 +323,7 @@ async fn three_nodes_count_every_event_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_and_join_stay_exact() {
+    let _one = SERIAL.lock().await;
     let mut c = Cluster::new();
     for id in ["n1", "n2", "n3"] {
         c.start(id).await;
@@ -329,6 +359,7 @@ async fn kill9_and_join_stay_exact() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn limits_are_exact_across_nodes() {
+    let _one = SERIAL.lock().await;
     let mut c = Cluster::new();
     for id in ["n1", "n2", "n3"] {
         c.start(id).await;

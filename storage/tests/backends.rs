@@ -12,6 +12,10 @@ use weir_storage::{CatalogKind, EventQuery, LogRecord, RangeQuery, Storage, Stor
 /// Opens (and re-opens) one backend over the same underlying data.
 trait Backend {
     fn open(&self) -> Arc<dyn Storage>;
+    /// A second handle on the same data while the first is open, where the backend allows it.
+    fn open_again(&self) -> Option<Arc<dyn Storage>> {
+        None
+    }
 }
 
 struct Embedded(tempfile::TempDir);
@@ -33,6 +37,9 @@ fn embedded() -> Box<dyn Backend> {
 impl Backend for common::Keyspace {
     fn open(&self) -> Arc<dyn Storage> {
         Arc::new(self.connect())
+    }
+    fn open_again(&self) -> Option<Arc<dyn Storage>> {
+        Some(self.open())
     }
 }
 
@@ -71,6 +78,7 @@ all_backends!(
     meta_is_written_with_the_append,
     meta_prune_removes_only_what_it_is_told_under_its_prefix,
     meta_scan_pages_a_prefix_in_key_order,
+    meta_cas_loses_no_update_between_writers,
     scan_seq_after_reopen,
     decisions_newest_first,
     newest_event_ts_per_types,
@@ -405,6 +413,59 @@ fn meta_prune_removes_only_what_it_is_told_under_its_prefix(b: &dyn Backend) {
     assert_eq!(s.meta_get("kafka/g/t/0").unwrap(), Some(at(0)));
     let again = s.meta_prune("amqp/q/", &older(4500)).unwrap();
     assert_eq!((again.removed, again.kept), (0, 500));
+}
+
+fn meta_cas_loses_no_update_between_writers(b: &dyn Backend) {
+    let s = b.open();
+    let key = "cluster/lease/0";
+    assert!(s.meta_cas(key, None, b"a").unwrap(), "absent: written");
+    assert!(
+        !s.meta_cas(key, None, b"b").unwrap(),
+        "present: not written as absent"
+    );
+    assert!(
+        !s.meta_cas(key, Some(b"x"), b"b").unwrap(),
+        "another value: not written"
+    );
+    assert_eq!(s.meta_get(key).unwrap(), Some(b"a".to_vec()));
+    assert!(s.meta_cas(key, Some(b"a"), b"b").unwrap());
+    assert_eq!(s.meta_get(key).unwrap(), Some(b"b".to_vec()));
+    // A counter that writers (threads, over two handles where the backend allows: two
+    // sessions, like two nodes) increment by read and compare-and-set: no increment lost.
+    let handles = [s.clone(), b.open_again().unwrap_or_else(|| s.clone())];
+    let (writers, each) = (4u64, 5u64);
+    let tries: u64 = std::thread::scope(|scope| {
+        let joins: Vec<_> = (0..writers)
+            .map(|w| {
+                let h = handles[w as usize % 2].clone();
+                scope.spawn(move || {
+                    let mut tries = 0;
+                    for _ in 0..each {
+                        loop {
+                            tries += 1;
+                            let now = h.meta_get("counter").unwrap();
+                            let n = now
+                                .as_deref()
+                                .map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+                            if h.meta_cas("counter", now.as_deref(), &(n + 1).to_be_bytes())
+                                .unwrap()
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    tries
+                })
+            })
+            .collect();
+        joins.into_iter().map(|j| j.join().unwrap()).sum()
+    });
+    let n = s.meta_get("counter").unwrap().unwrap();
+    assert_eq!(
+        u64::from_be_bytes(n.try_into().unwrap()),
+        writers * each,
+        "after {tries} tries"
+    );
 }
 
 fn meta_scan_pages_a_prefix_in_key_order(b: &dyn Backend) {

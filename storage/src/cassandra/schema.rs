@@ -46,8 +46,12 @@ const MIGRATIONS: &[Migration] = &[Migration {
 pub(super) const CURRENT: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 async fn run(session: &Session, ks: &str, stmt: &str) -> Result<()> {
+    // A schema change waits for the nodes to agree on it, which takes seconds on a busy
+    // cluster: it gets far longer than an ordinary request.
+    let mut stmt = scylla::statement::unprepared::Statement::new(stmt.replace("{ks}", ks));
+    stmt.set_request_timeout(Some(std::time::Duration::from_secs(60)));
     session
-        .query_unpaged(stmt.replace("{ks}", ks), ())
+        .query_unpaged(stmt, ())
         .await
         .map(|_| ())
         .map_err(backend_err)
