@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use weir_rules::{Decision, Verdict};
 
 /// Number of independently locked parts of the map.
@@ -28,7 +29,7 @@ pub const SHARDS: usize = 32;
 pub const RETENTION_MS: i64 = 48 * 3600 * 1000;
 
 /// The totals of one (rule, key) as of a time.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// From when these totals hold (unix ms, a whole second).
     pub t: i64,
@@ -43,7 +44,7 @@ pub struct Point {
 }
 
 /// One (rule, key) and its points, oldest first.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// The rule.
     pub rule: String,
@@ -76,15 +77,45 @@ impl Default for DecisionSeries {
 }
 
 impl DecisionSeries {
+    /// The map of `entries` (a cluster's cells' parts, see `cluster::forward`): one
+    /// (rule, key) found in several is merged, its decisions added up.
+    pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Self {
+        let ds = Self::default();
+        for e in entries {
+            let key_text = serde_json::Value::Object(e.key.clone()).to_string();
+            let mut map = ds.shard(&e.rule, &key_text).lock();
+            match map.entry((e.rule.clone(), key_text)) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(e);
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let merged = merge(o.get(), &e);
+                    o.insert(merged);
+                }
+            }
+        }
+        ds
+    }
+
+    /// Every (rule, key) entry, copied.
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        self.for_each(|e| out.push(e.clone()));
+        out
+    }
+
+    fn shard(&self, rule: &str, key_text: &str) -> &Mutex<HashMap<(String, String), Entry>> {
+        let mut h = DefaultHasher::new();
+        (rule, key_text).hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
     /// Count one decision of `add_and_check`, made at `now_ms`.
     pub fn record(&self, decision: &Decision, now_ms: i64) {
         let t = now_ms.div_euclid(1000) * 1000 + 1000;
         for rd in &decision.rules {
             let key_text = serde_json::Value::Object(rd.key.clone()).to_string();
-            let mut h = DefaultHasher::new();
-            (&rd.rule, &key_text).hash(&mut h);
-            let shard = &self.shards[(h.finish() as usize) % SHARDS];
-            let mut map = shard.lock();
+            let mut map = self.shard(&rd.rule, &key_text).lock();
             let entry = map
                 .entry((rd.rule.clone(), key_text))
                 .or_insert_with(|| Entry {
@@ -128,5 +159,92 @@ impl DecisionSeries {
                 f(entry);
             }
         }
+    }
+}
+
+/// One (rule, key) as two parts saw it: at every time either has a point, the decisions of
+/// both added up, the value and threshold of the later point.
+fn merge(a: &Entry, b: &Entry) -> Entry {
+    let mut times: Vec<i64> = a.points.iter().chain(&b.points).map(|p| p.t).collect();
+    times.sort_unstable();
+    times.dedup();
+    let points = times
+        .into_iter()
+        .map(|t| {
+            let (pa, pb) = (a.at(t), b.at(t));
+            let latest = match (pa, pb) {
+                (Some(x), Some(y)) => Some(if y.t >= x.t { y } else { x }),
+                (x, y) => x.or(y),
+            };
+            Point {
+                t,
+                allow: pa.map_or(0, |p| p.allow) + pb.map_or(0, |p| p.allow),
+                deny: pa.map_or(0, |p| p.deny) + pb.map_or(0, |p| p.deny),
+                value: latest.and_then(|p| p.value),
+                threshold: latest.and_then(|p| p.threshold),
+            }
+        })
+        .collect();
+    Entry {
+        rule: a.rule.clone(),
+        key: a.key.clone(),
+        points,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(points: &[(i64, u64, u64, f64)]) -> Entry {
+        Entry {
+            rule: "r".into(),
+            key: serde_json::from_str(r#"{"seller":"a"}"#).unwrap(),
+            points: points
+                .iter()
+                .map(|&(t, allow, deny, v)| Point {
+                    t,
+                    allow,
+                    deny,
+                    value: Some(v),
+                    threshold: Some(10.0),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn parts_of_one_key_add_up() {
+        let ds = DecisionSeries::from_entries([
+            entry(&[(1000, 1, 0, 1.0), (3000, 2, 1, 3.0)]),
+            entry(&[(2000, 5, 0, 7.0)]),
+        ]);
+        let all = ds.entries();
+        assert_eq!(all.len(), 1);
+        let e = &all[0];
+        let got: Vec<(i64, u64, u64, Option<f64>)> = e
+            .points
+            .iter()
+            .map(|p| (p.t, p.allow, p.deny, p.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1000, 1, 0, Some(1.0)),
+                (2000, 6, 0, Some(7.0)),
+                (3000, 7, 1, Some(3.0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn distinct_keys_stay_apart() {
+        let mut b = entry(&[(1000, 1, 0, 1.0)]);
+        b.key = serde_json::from_str(r#"{"seller":"b"}"#).unwrap();
+        let ds = DecisionSeries::from_entries([entry(&[(1000, 2, 0, 2.0)]), b.clone()]);
+        let mut all = ds.entries();
+        all.sort_by_key(|e| e.key["seller"].to_string());
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1], b);
     }
 }

@@ -282,6 +282,40 @@ async fn expect_exact(c: &Cluster, want: &Oracle) {
     }
 }
 
+/// Evaluate PromQL `expr` on node `s` at `time` (unix s): the status and the answer,
+/// retried while the cluster says partitions are moving (503).
+async fn promql(s: &Server, expr: &str, time: f64) -> (u16, Value) {
+    let enc: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, v) = s
+            .get(&format!("/prometheus/api/v1/query?query={enc}&time={time}"))
+            .await;
+        if st != 503 || Instant::now() > deadline {
+            return (st, v);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The single value of an instant vector answer with one series (or a scalar).
+fn only_value(v: &Value) -> f64 {
+    let r = &v["data"]["result"];
+    let pair = if r.is_array() {
+        assert_eq!(r.as_array().unwrap().len(), 1, "{v}");
+        &r[0]["value"]
+    } else {
+        r
+    };
+    pair[1].as_str().unwrap().parse().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_count_every_event_once() {
     let _one = SERIAL.lock().await;
@@ -312,6 +346,37 @@ async fn three_nodes_count_every_event_once() {
         body["error"].as_str().unwrap().contains("routing"),
         "{body}"
     );
+    // The Prometheus API on every node reads every partition, merged the same way.
+    let total: i64 = oracle.sellers.values().map(|v| v.0).sum();
+    let amount: i64 = oracle.sellers.values().map(|v| v.1).sum();
+    let t = now_ms() as f64 / 1000.0;
+    for s in c.live() {
+        let (st, v) = promql(s, "sum(per_seller_n)", t).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(only_value(&v), total as f64, "{} {v}", s.url);
+        let (st, v) = promql(s, "sum(per_seller_total)", t).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(only_value(&v), amount as f64, "{} {v}", s.url);
+        for (region, n) in &oracle.regions {
+            let (st, v) = promql(s, &format!("per_region_n{{region=\"{region}\"}}"), t).await;
+            assert_eq!(st, 200, "{v}");
+            assert_eq!(only_value(&v), *n as f64, "{} {region} {v}", s.url);
+        }
+        // Not mergeable: refused, not approximated, and not listed.
+        let (st, v) = promql(s, "avg_region_a", t).await;
+        assert_eq!(st, 422, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("routing"), "{v}");
+        let (st, v) = s.get("/prometheus/api/v1/label/__name__/values").await;
+        assert_eq!(st, 200, "{v}");
+        let names: Vec<&str> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"per_seller_n"), "{v}");
+        assert!(!names.contains(&"avg_region_a"), "{v}");
+    }
     // An event without the routing field is refused, naming it.
     let (st, body) = c
         .node("n1")
@@ -407,4 +472,16 @@ async fn limits_are_exact_across_nodes() {
         seen.push(body["decision"].clone());
     }
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    // The decision series on any node are the owner's: exactly the decisions made (they
+    // count from the second after each decision).
+    let t = now_ms() as f64 / 1000.0 + 2.0;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for s in c.live() {
+        for (d, n) in [("allow", 100.0), ("deny", 300.0)] {
+            let expr = format!("sum(weir_rule_decisions{{rule=\"cap\",decision=\"{d}\"}})");
+            let (st, v) = promql(s, &expr, t).await;
+            assert_eq!(st, 200, "{v}");
+            assert_eq!(only_value(&v), n, "{} {expr} {v}", s.url);
+        }
+    }
 }

@@ -21,4 +21,4 @@ pub use event::{Event, EventId};
 pub use schema::Schema;
 pub use shape::{parse_body, parse_query_string, ShapeError, ShapeOptions};
 pub use tenant::Tenant;
-pub use time::{format_duration, parse_duration, parse_time, Millis, TimeError};
+pub use time::{format_duration, format_time, parse_duration, parse_time, Millis, TimeError};

@@ -67,6 +67,15 @@ pub fn parse_time(s: &str) -> Result<Millis, TimeError> {
     Ok((parsed.assume_utc().unix_timestamp_nanos() / 1_000_000) as Millis)
 }
 
+/// A time as RFC 3339 (UTC, with the milliseconds), which [`parse_time`] reads back
+/// exactly whatever its size; `None` outside the years RFC 3339 can write.
+pub fn format_time(ms: Millis) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
+}
+
 /// Units a duration may carry, with their length in milliseconds.
 const UNITS: &[(&str, Millis)] = &[
     ("ms", 1),
@@ -139,6 +148,14 @@ mod tests {
             1_632_647_727_000
         );
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn rfc3339_reads_back_exactly() {
+        for ms in [0, 1, 999, 86_400_001, 1_456_606_932_123, -5_000] {
+            let text = format_time(ms).unwrap();
+            assert_eq!(parse_time(&text).unwrap(), ms, "{text}");
+        }
     }
 
     #[test]

@@ -157,6 +157,32 @@ pub async fn status(State(hub): State<Arc<Hub>>) -> ApiResult<Json<ClusterAnswer
     }))
 }
 
+/// `GET /api/cluster/decisions`: the rule-decision series of this node's serving cells and
+/// the partitions they are for: a node's part of the Prometheus API's decision series, which
+/// the node asked merges over the cluster.
+#[utoipa::path(
+    get,
+    path = "/api/cluster/decisions",
+    operation_id = "cluster_decisions",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "this node's cells' decision series", body = Object),
+        (status = 404, description = "not in cluster mode", body = super::error::ErrorBody),
+    )
+)]
+pub async fn decisions(
+    super::access::Ctx(app): super::access::Ctx,
+    InCluster(cl): InCluster,
+) -> ApiResult<Json<crate::cluster::forward::PartialDecisions>> {
+    let cl = cl.ok_or_else(|| {
+        ApiError::not_found("this node is not in cluster mode (--cluster-brokers)")
+    })?;
+    Ok(Json(crate::cluster::forward::decisions_local(
+        &cl.cluster,
+        app.tenant(),
+    )))
+}
+
 /// After a statement was applied on this node's front: apply it to this node's cells, and
 /// (when it was sent here by a user, not broadcast) to every live peer's.
 pub async fn after_statement(call: &ClusterCall, tenant: &Tenant, text: &str) -> ApiResult<()> {

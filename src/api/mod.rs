@@ -87,6 +87,11 @@ pub fn routes() -> Vec<RouteDef> {
             post(statements::apply),
         ),
         def("/api/cluster", &[("GET", "cluster mode: the nodes, who owns which partition, positions and lag")], get(cluster::status)),
+        def(
+            "/api/cluster/decisions",
+            &[("GET", "cluster mode: this node's part of the rule-decision series (what a node merges for the Prometheus API)")],
+            get(cluster::decisions),
+        ),
         def("/api/whoami", &[("GET", "the account and project the caller's key acts for")], get(access::whoami)),
         def(
             "/api/admin/keys",

@@ -77,6 +77,7 @@ use super::{
         alerts::sinks,
         alerts::decisions,
         cluster::status,
+        cluster::decisions,
     ),
     components(schemas(events::QueryFields, access::NewKey)),
     modifiers(&KeyScheme),

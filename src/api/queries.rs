@@ -453,7 +453,7 @@ pub async fn result(
 
 /// How the rows of query `name` merge across partitions (see [`crate::cluster::merge`]):
 /// refused up front when its groups span partitions and its columns do not merge exactly.
-fn cluster_merge(
+pub(crate) fn cluster_merge(
     cl: &crate::cluster::Cluster,
     app: &crate::app::App,
     name: &str,

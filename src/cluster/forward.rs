@@ -215,6 +215,36 @@ pub struct PartialRead {
     pub rows: Vec<Row>,
     /// The latest `complete_from` among them.
     pub complete_from: Option<i64>,
+    /// The latest watermark (event time) of the query among them.
+    #[serde(default)]
+    pub watermark: Option<i64>,
+}
+
+/// A node's part of the rule-decision series (see [`crate::decisions`]): the partitions
+/// its cells answered for, and their entries.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartialDecisions {
+    /// The partitions answered for.
+    pub partitions: Vec<i32>,
+    /// Every (rule, key) of their cells.
+    pub entries: Vec<crate::decisions::Entry>,
+}
+
+/// A node's part of a fan-out: which partitions it answered for.
+trait Part {
+    fn partitions(&self) -> &[i32];
+}
+
+impl Part for PartialRead {
+    fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+}
+
+impl Part for PartialDecisions {
+    fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
 }
 
 /// Read query `name` of `tenant` from this node's serving cells.
@@ -228,6 +258,7 @@ pub fn read_local(
     let mut partitions = Vec::new();
     let mut parts = Vec::new();
     let mut complete_from: Option<i64> = None;
+    let mut watermark: Option<i64> = None;
     for cell in cluster.cells() {
         if cell.state() != CellState::Serving {
             continue;
@@ -242,6 +273,7 @@ pub fn read_local(
             .answer(name, req)
             .map_err(|e| ApiError::not_found(e.to_string()))?;
         complete_from = complete_from.max(answer.complete_from);
+        watermark = watermark.max(app.engine().query(name).and_then(|q| q.watermark()));
         parts.push(answer.rows);
     }
     let rows = super::merge::merge(parts, ops).map_err(ApiError::conflict)?;
@@ -249,6 +281,7 @@ pub fn read_local(
         partitions,
         rows,
         complete_from,
+        watermark,
     })
 }
 
@@ -263,9 +296,76 @@ pub async fn read_all(
     req: &ReadRequest,
     ops: &Result<BTreeMap<String, super::merge::Op>, String>,
 ) -> Result<PartialRead, ApiError> {
+    let path = format!("/api/queries/{name}/result");
+    let parts = gather(cluster, auth, &path, params, || {
+        read_local(cluster, tenant, name, req, ops)
+    })
+    .await?;
+    let complete_from = parts.iter().filter_map(|p| p.complete_from).max();
+    let watermark = parts.iter().filter_map(|p| p.watermark).max();
+    let mut partitions: Vec<i32> = parts.iter().flat_map(|p| p.partitions.clone()).collect();
+    partitions.sort_unstable();
+    let rows = super::merge::merge(parts.into_iter().map(|p| p.rows).collect(), ops)
+        .map_err(ApiError::conflict)?;
+    Ok(PartialRead {
+        partitions,
+        rows,
+        complete_from,
+        watermark,
+    })
+}
+
+/// The rule-decision series of `tenant` in this node's serving cells.
+pub fn decisions_local(cluster: &Cluster, tenant: &Tenant) -> PartialDecisions {
+    let mut out = PartialDecisions {
+        partitions: Vec::new(),
+        entries: Vec::new(),
+    };
+    for cell in cluster.cells() {
+        if cell.state() != CellState::Serving {
+            continue;
+        }
+        out.partitions.push(cell.partition);
+        if let Some(app) = cell.hub.app(tenant) {
+            out.entries.extend(app.decision_series().entries());
+        }
+    }
+    out
+}
+
+/// The rule-decision series of `tenant` over every partition, one (rule, key) merged where
+/// several cells had it. Refused (503) unless every partition answered exactly once.
+pub async fn decisions_all(
+    cluster: &Arc<Cluster>,
+    tenant: &Tenant,
+    auth: Option<HeaderValue>,
+) -> Result<crate::decisions::DecisionSeries, ApiError> {
+    let parts = gather(
+        cluster,
+        auth,
+        "/api/cluster/decisions",
+        &HashMap::new(),
+        || Ok(decisions_local(cluster, tenant)),
+    )
+    .await?;
+    Ok(crate::decisions::DecisionSeries::from_entries(
+        parts.into_iter().flat_map(|p| p.entries),
+    ))
+}
+
+/// This node's part (`local`) and every live peer's (`GET path?params` with
+/// [`LOCAL_HEADER`]), retried for up to one and a half leases while partitions move:
+/// refused (503) unless every partition answered exactly once.
+async fn gather<T: Part + serde::de::DeserializeOwned>(
+    cluster: &Arc<Cluster>,
+    auth: Option<HeaderValue>,
+    path: &str,
+    params: &HashMap<String, String>,
+    local: impl Fn() -> Result<T, ApiError>,
+) -> Result<Vec<T>, ApiError> {
     let deadline = Instant::now() + cluster.cfg().lease * 3 / 2;
     loop {
-        match read_once(cluster, tenant, auth.clone(), name, params, req, ops).await {
+        match gather_once(cluster, auth.clone(), path, params, &local).await {
             Err(e) if e.is_unavailable() && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -274,17 +374,15 @@ pub async fn read_all(
     }
 }
 
-async fn read_once(
+async fn gather_once<T: Part + serde::de::DeserializeOwned>(
     cluster: &Arc<Cluster>,
-    tenant: &Tenant,
     auth: Option<HeaderValue>,
-    name: &str,
+    path: &str,
     params: &HashMap<String, String>,
-    req: &ReadRequest,
-    ops: &Result<BTreeMap<String, super::merge::Op>, String>,
-) -> Result<PartialRead, ApiError> {
+    local: &impl Fn() -> Result<T, ApiError>,
+) -> Result<Vec<T>, ApiError> {
     let me = cluster.cfg().node.clone();
-    let mut parts = vec![read_local(cluster, tenant, name, req, ops)?];
+    let mut parts = vec![local()?];
     let peers: Vec<_> = cluster
         .members()
         .into_iter()
@@ -293,7 +391,7 @@ async fn read_once(
     let calls = peers.iter().map(|m| {
         let mut r = cluster
             .http()
-            .get(format!("{}/api/queries/{name}/result", m.url))
+            .get(format!("{}{path}", m.url))
             .header(LOCAL_HEADER, "1")
             .query(params);
         if let Some(a) = &auth {
@@ -311,7 +409,7 @@ async fn read_once(
                 let msg = v["error"].as_str().unwrap_or("error").to_string();
                 return Err(ApiError::from_status(status.as_u16(), msg));
             }
-            serde_json::from_value::<PartialRead>(v).map_err(ApiError::internal)
+            serde_json::from_value::<T>(v).map_err(ApiError::internal)
         }
     });
     for r in futures_util::future::join_all(calls).await {
@@ -319,7 +417,7 @@ async fn read_once(
     }
     let mut seen = BTreeSet::new();
     for part in &parts {
-        for p in &part.partitions {
+        for p in part.partitions() {
             if !seen.insert(*p) {
                 return Err(ApiError::unavailable(format!(
                     "partition {p} answered twice (it is moving); retry"
@@ -335,13 +433,5 @@ async fn read_once(
             "partitions {missing:?} are not served right now (moving between nodes); retry"
         )));
     }
-    let complete_from = parts.iter().filter_map(|p| p.complete_from).max();
-    let partitions = seen.into_iter().collect();
-    let rows = super::merge::merge(parts.into_iter().map(|p| p.rows).collect(), ops)
-        .map_err(ApiError::conflict)?;
-    Ok(PartialRead {
-        partitions,
-        rows,
-        complete_from,
-    })
+    Ok(parts)
 }

@@ -17,6 +17,7 @@ pub mod render;
 pub mod source;
 
 use crate::api::access::Ctx;
+use crate::api::cluster::{ClusterCall, InCluster};
 use crate::tenants::Hub;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -157,19 +158,27 @@ pub struct SeriesForm {
     pub end: Option<String>,
 }
 
-/// Read the parameters and run `f` on a blocking thread (reads lock engine shards).
+/// Read the parameters and run `f` on a blocking thread (reads lock engine shards; in a
+/// cluster, they wait for the peers) with the series of `app`, or of the whole cluster.
 async fn run(
     app: Arc<App>,
+    cl: Option<ClusterCall>,
     query: Option<String>,
     headers: HeaderMap,
     body: Bytes,
-    f: impl FnOnce(&App, Params) -> Result<Json, PromError> + Send + 'static,
+    f: impl FnOnce(&App, &WeirSource, Params) -> Result<Json, PromError> + Send + 'static,
 ) -> Response {
     let params = match Params::read(query.as_deref(), &headers, &body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match tokio::task::spawn_blocking(move || f(&app, params)).await {
+    let fanout = cl.map(|c| source::Fanout {
+        cluster: c.cluster,
+        auth: c.auth,
+        handle: tokio::runtime::Handle::current(),
+    });
+    let work = move || f(&app, &WeirSource::with_fanout(&app, fanout), params);
+    match tokio::task::spawn_blocking(work).await {
         Ok(Ok(data)) => success(data),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "prometheus API request refused");
@@ -197,14 +206,15 @@ async fn run(
 )]
 pub async fn query(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(app, q, headers, body, |app, p| {
+    run(app, cl, q, headers, body, |app, src, p| {
         let expr = p.expr()?;
         let t = p.time("time")?.unwrap_or_else(|| app.clock().now_ms());
-        Ok(match eval::eval(&expr, &WeirSource::new(app), &[t])? {
+        Ok(match eval::eval(&expr, src, &[t])? {
             Value::Scalar(v) => render::scalar(v[0], t),
             Value::Str(s) => render::string(&s, t),
             Value::Vector(vs) => render::vector(&vs, t),
@@ -233,11 +243,12 @@ pub async fn query(
 )]
 pub async fn query_range(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(app, q, headers, body, |app, p| {
+    run(app, cl, q, headers, body, |_, src, p| {
         let expr = p.expr()?;
         let start = p.required_time("start")?;
         let end = p.required_time("end")?;
@@ -256,7 +267,7 @@ pub async fn query_range(
         let times: Vec<i64> = (0..=(end - start) / step)
             .map(|i| start + i * step)
             .collect();
-        Ok(match eval::eval(&expr, &WeirSource::new(app), &times)? {
+        Ok(match eval::eval(&expr, src, &times)? {
             Value::Scalar(v) => render::matrix(
                 &[source::Series {
                     labels: Labels::new(),
@@ -277,13 +288,12 @@ pub async fn query_range(
 }
 
 /// The series matching any of the `match[]` selectors (every series without one).
-fn matching_series(app: &App, p: &Params, required: bool) -> Result<Vec<Labels>, PromError> {
+fn matching_series(src: &WeirSource, p: &Params, required: bool) -> Result<Vec<Labels>, PromError> {
     let sets = p.matchers()?;
     if sets.is_empty() && required {
         return Err(PromError::bad_data("no match[] parameter provided"));
     }
     let (from, to) = (p.time("start")?, p.time("end")?);
-    let src = WeirSource::new(app);
     let mut all: BTreeSet<Labels> = BTreeSet::new();
     if sets.is_empty() {
         all.extend(src.series(&[], from, to)?);
@@ -313,12 +323,13 @@ fn matching_series(app: &App, p: &Params, required: bool) -> Result<Vec<Labels>,
 )]
 pub async fn labels(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(app, q, headers, body, |app, p| {
-        let names: BTreeSet<String> = matching_series(app, &p, false)?
+    run(app, cl, q, headers, body, |_, src, p| {
+        let names: BTreeSet<String> = matching_series(src, &p, false)?
             .into_iter()
             .flat_map(|l| l.into_keys())
             .collect();
@@ -347,12 +358,13 @@ pub async fn labels(
 )]
 pub async fn label_values(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(app, q, headers, body, move |app, p| {
+    run(app, cl, q, headers, body, move |_, src, p| {
         let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
@@ -360,7 +372,7 @@ pub async fn label_values(
                 "invalid label name: \"{name}\""
             )));
         }
-        let values: BTreeSet<String> = matching_series(app, &p, false)?
+        let values: BTreeSet<String> = matching_series(src, &p, false)?
             .into_iter()
             .filter_map(|mut l| l.remove(&name))
             .collect();
@@ -388,12 +400,13 @@ pub async fn label_values(
 )]
 pub async fn series(
     Ctx(app): Ctx,
+    InCluster(cl): InCluster,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(app, q, headers, body, |app, p| {
-        let list: Vec<Json> = matching_series(app, &p, true)?
+    run(app, cl, q, headers, body, |_, src, p| {
+        let list: Vec<Json> = matching_series(src, &p, true)?
             .iter()
             .map(render::labels_json)
             .collect();
@@ -424,7 +437,7 @@ pub async fn metadata(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(app, q, headers, body, |app, p| {
+    run(app, None, q, headers, body, |app, _, p| {
         let mut out: BTreeMap<String, Json> = BTreeMap::new();
         for name in app.engine().query_names() {
             let Some(shape) = app.engine().query_shape(&name) else {
@@ -561,8 +574,14 @@ pub async fn alerts() -> Response {
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn query_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
-    query(app, q, headers, body).await
+pub async fn query_post(
+    app: Ctx,
+    cl: InCluster,
+    q: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    query(app, cl, q, headers, body).await
 }
 
 /// `POST /api/v1/query_range`: [`query_range`] with a form body.
@@ -578,8 +597,14 @@ pub async fn query_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) 
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn query_range_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
-    query_range(app, q, headers, body).await
+pub async fn query_range_post(
+    app: Ctx,
+    cl: InCluster,
+    q: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    query_range(app, cl, q, headers, body).await
 }
 
 /// `POST /api/v1/labels`: [`labels`] with a form body.
@@ -595,8 +620,14 @@ pub async fn query_range_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: B
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn labels_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
-    labels(app, q, headers, body).await
+pub async fn labels_post(
+    app: Ctx,
+    cl: InCluster,
+    q: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    labels(app, cl, q, headers, body).await
 }
 
 /// `POST /api/v1/series`: [`series`] with a form body.
@@ -612,6 +643,12 @@ pub async fn labels_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes)
         (status = 422, description = "execution: evaluation failed", body = PromErrorBody),
     )
 )]
-pub async fn series_post(app: Ctx, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
-    series(app, q, headers, body).await
+pub async fn series_post(
+    app: Ctx,
+    cl: InCluster,
+    q: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    series(app, cl, q, headers, body).await
 }

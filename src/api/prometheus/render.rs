@@ -14,8 +14,9 @@ use super::source::{Labels, Series};
 /// An error as Prometheus answers it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromError {
-    /// `bad_data` (the request or the expression is wrong, or not supported: 400) or
-    /// `execution` (evaluation failed: 422).
+    /// `bad_data` (the request or the expression is wrong, or not supported: 400),
+    /// `execution` (evaluation failed: 422) or `unavailable` (a cluster's partitions are
+    /// moving: 503).
     pub kind: &'static str,
     /// What went wrong and where.
     pub message: String,
@@ -49,9 +50,30 @@ impl PromError {
         }
     }
 
+    /// An `unavailable` error (503): in a cluster, partitions are moving between nodes
+    /// right now; asking again shortly answers.
+    pub fn unavailable(msg: impl Into<String>) -> Self {
+        Self {
+            kind: "unavailable",
+            message: msg.into(),
+        }
+    }
+
+    /// An error of the cluster's fan-out as Prometheus says it: `unavailable` while
+    /// partitions move, `execution` otherwise (a read refused as inexact included).
+    pub fn from_api(e: crate::api::error::ApiError) -> Self {
+        let msg = e.body["error"].as_str().unwrap_or("error").to_string();
+        if e.is_unavailable() {
+            Self::unavailable(msg)
+        } else {
+            Self::execution(msg)
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self.kind {
             "execution" => StatusCode::UNPROCESSABLE_ENTITY,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -23,6 +23,9 @@
 //! 0 and 1.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+
+use axum::http::HeaderValue;
 
 use promql_parser::label::Matcher;
 use serde_json::{Map, Value};
@@ -30,6 +33,7 @@ use weir_engine::{ReadRequest, Row};
 
 use super::render::PromError;
 use crate::app::App;
+use crate::cluster::Cluster;
 use crate::decisions::DecisionSeries;
 
 /// A series' labels, `__name__` included, sorted by name.
@@ -173,10 +177,24 @@ impl Shape {
     }
 }
 
+/// How a node of a cluster reads: every partition, its own cells' and its peers' (see
+/// [`crate::cluster::forward`]), from a blocking thread of the runtime `handle`.
+pub struct Fanout {
+    /// This node's part of the cluster.
+    pub cluster: Arc<Cluster>,
+    /// The caller's key, passed on to the peers.
+    pub auth: Option<HeaderValue>,
+    /// The runtime the reads run on.
+    pub handle: tokio::runtime::Handle,
+}
+
 /// The server's query results and rule decisions as series.
 pub struct WeirSource<'a> {
     app: &'a App,
-    decisions: &'a DecisionSeries,
+    /// In cluster mode: read over the cluster, merged exactly (or refused).
+    fanout: Option<Fanout>,
+    /// The cluster's decision series, gathered once per evaluation.
+    cluster_decisions: OnceLock<DecisionSeries>,
 }
 
 impl<'a> WeirSource<'a> {
@@ -184,8 +202,52 @@ impl<'a> WeirSource<'a> {
     pub fn new(app: &'a App) -> Self {
         Self {
             app,
-            decisions: app.decision_series(),
+            fanout: None,
+            cluster_decisions: OnceLock::new(),
         }
+    }
+
+    /// Read from `app`'s definitions and, with `fanout`, the whole cluster's state.
+    pub fn with_fanout(app: &'a App, fanout: Option<Fanout>) -> Self {
+        Self {
+            fanout,
+            ..Self::new(app)
+        }
+    }
+
+    /// The decision series, if `matchers` can select any of them: this node's, or in a
+    /// cluster every partition's (gathered once).
+    fn decisions(&self, matchers: &[Matcher]) -> Result<Option<&DecisionSeries>, PromError> {
+        let wanted = [
+            "weir_rule_decisions",
+            "weir_rule_value",
+            "weir_rule_threshold",
+        ]
+        .iter()
+        .any(|n| {
+            matches_known(
+                matchers,
+                &Labels::from([("__name__".into(), n.to_string())]),
+            )
+        });
+        if !wanted {
+            return Ok(None);
+        }
+        let Some(f) = &self.fanout else {
+            return Ok(Some(self.app.decision_series()));
+        };
+        if self.cluster_decisions.get().is_none() {
+            let ds = f
+                .handle
+                .block_on(crate::cluster::forward::decisions_all(
+                    &f.cluster,
+                    self.app.tenant(),
+                    f.auth.clone(),
+                ))
+                .map_err(PromError::from_api)?;
+            let _ = self.cluster_decisions.set(ds);
+        }
+        Ok(self.cluster_decisions.get())
     }
 
     /// Every visible query with its shape and columns, and the base labels of each column.
@@ -223,33 +285,88 @@ impl<'a> WeirSource<'a> {
         out
     }
 
-    /// The rows of query `name` whose bucket (slot) is in `[from, to]`.
+    /// In a cluster, why query `name`'s rows cannot be read exactly over every partition
+    /// (its groups span partitions and its columns do not merge), if they cannot.
+    fn refused(&self, name: &str) -> Option<String> {
+        let f = self.fanout.as_ref()?;
+        match crate::api::queries::cluster_merge(&f.cluster, self.app, name) {
+            Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+                Some(PromError::from_api(e).message)
+            }
+            _ => None,
+        }
+    }
+
+    /// The rows of query `name` whose bucket (slot) is in `[from, to]`, and its shape as of
+    /// the read (in a cluster, an unbounded query's watermark is the latest partition's).
     fn rows(
         &self,
         name: &str,
         shape: Shape,
         from: Option<i64>,
         to: Option<i64>,
-    ) -> Result<Vec<Row>, PromError> {
+    ) -> Result<(Vec<Row>, Shape), PromError> {
         let mut req = ReadRequest::default();
-        match shape {
-            Shape::Unbounded { watermark } => {
-                if let (Some(w), Some(to)) = (watermark, to) {
-                    if to < w {
-                        return Ok(Vec::new());
+        if let Shape::Tumbling { g } | Shape::Sliding { g } = shape {
+            req.from = from.map(|f| f.div_euclid(g) * g);
+            req.to = to.map(|t| t.div_euclid(g) * g + g);
+        }
+        let (rows, shape) = match &self.fanout {
+            None => {
+                let rows =
+                    self.app.engine().result(name, &req).map_err(|e| {
+                        PromError::execution(format!("reading query '{name}': {e}"))
+                    })?;
+                (rows, shape)
+            }
+            Some(f) => {
+                let ops = crate::api::queries::cluster_merge(&f.cluster, self.app, name)
+                    .map_err(PromError::from_api)?;
+                if req.from.is_none() && req.to.is_none() {
+                    // What every node's read takes then (SPEC section 13): now.
+                    req.at = Some(self.app.clock().now_ms());
+                }
+                let mut params = HashMap::new();
+                for (k, v) in [("at", req.at), ("from", req.from), ("to", req.to)] {
+                    if let Some(ms) = v {
+                        params.insert(k.to_string(), rfc3339_ms(ms)?);
                     }
                 }
+                let part = f
+                    .handle
+                    .block_on(crate::cluster::forward::read_all(
+                        &f.cluster,
+                        self.app.tenant(),
+                        f.auth.clone(),
+                        name,
+                        &params,
+                        &req,
+                        &ops,
+                    ))
+                    .map_err(PromError::from_api)?;
+                let shape = match shape {
+                    Shape::Unbounded { .. } => Shape::Unbounded {
+                        watermark: part.watermark,
+                    },
+                    other => other,
+                };
+                (part.rows, shape)
             }
-            Shape::Tumbling { g } | Shape::Sliding { g } => {
-                req.from = from.map(|f| f.div_euclid(g) * g);
-                req.to = to.map(|t| t.div_euclid(g) * g + g);
+        };
+        if let (Shape::Unbounded { watermark: Some(w) }, Some(to)) = (shape, to) {
+            if to < w {
+                return Ok((Vec::new(), shape));
             }
         }
-        self.app
-            .engine()
-            .result(name, &req)
-            .map_err(|e| PromError::execution(format!("reading query '{name}': {e}")))
+        Ok((rows, shape))
     }
+}
+
+/// A time as RFC 3339: read back exactly by every node (a bare number below 10^11 would
+/// be taken as seconds).
+fn rfc3339_ms(ms: i64) -> Result<String, PromError> {
+    weir_core::format_time(ms)
+        .ok_or_else(|| PromError::bad_data(format!("time {ms} ms is out of range")))
 }
 
 impl SeriesSource for WeirSource<'_> {
@@ -259,7 +376,7 @@ impl SeriesSource for WeirSource<'_> {
             return Ok(out);
         };
         for (name, shape, columns) in self.queries(matchers) {
-            let rows = self.rows(&name, shape, Some(first), Some(last))?;
+            let (rows, shape) = self.rows(&name, shape, Some(first), Some(last))?;
             // key text → (key, slot → row)
             let mut by_key: KeyRows<'_> = HashMap::new();
             for r in &rows {
@@ -292,7 +409,9 @@ impl SeriesSource for WeirSource<'_> {
                 }
             }
         }
-        out.extend(super::decisions::select(self.decisions, matchers, times));
+        if let Some(ds) = self.decisions(matchers)? {
+            out.extend(super::decisions::select(ds, matchers, times));
+        }
         Ok(out)
     }
 
@@ -304,7 +423,12 @@ impl SeriesSource for WeirSource<'_> {
     ) -> Result<Vec<Labels>, PromError> {
         let mut out = Vec::new();
         for (name, shape, columns) in self.queries(matchers) {
-            let rows = self.rows(&name, shape, from, to)?;
+            // A query a cluster cannot read exactly has no series to list (selecting it is
+            // refused, saying why).
+            if self.refused(&name).is_some() {
+                continue;
+            }
+            let (rows, _) = self.rows(&name, shape, from, to)?;
             let mut seen = std::collections::HashSet::new();
             for r in &rows {
                 for (col, base) in &columns {
@@ -319,7 +443,9 @@ impl SeriesSource for WeirSource<'_> {
                 }
             }
         }
-        out.extend(super::decisions::series(self.decisions, matchers, from, to));
+        if let Some(ds) = self.decisions(matchers)? {
+            out.extend(super::decisions::series(ds, matchers, from, to));
+        }
         Ok(out)
     }
 }
