@@ -2,9 +2,9 @@
 //! broker (a 6-partition topic) and one Cassandra node, as `scripts/test.sh` starts them
 //! (WEIR_TEST_KAFKA, WEIR_TEST_TANSU, WEIR_TEST_CASSANDRA; without them these tests fail and
 //! say why). Totals per key are compared with a brute-force oracle of everything sent, over
-//! HTTP to every node and from an independent producer (Python's `confluent-kafka`)
-//! writing to the topic itself; nodes are killed with SIGKILL and added mid-stream; limits
-//! are checked under concurrency across nodes.
+//! HTTP to every node, UDP and AMQP, and from an independent producer (Python's
+//! `confluent-kafka`) writing to the topic itself; nodes are killed with SIGKILL and added
+//! mid-stream; limits are checked under concurrency across nodes.
 
 mod common;
 
@@ -63,6 +63,11 @@ impl Cluster {
 
     /// Start node `id` and wait until it answers.
     async fn start(&mut self, id: &str) {
+        self.start_with(id, &[]).await
+    }
+
+    /// Start node `id` with `extra` arguments (its inputs) and wait until it answers.
+    async fn start_with(&mut self, id: &str, extra: &[&str]) {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let cass = env("WEIR_TEST_CASSANDRA");
@@ -86,6 +91,7 @@ impl Cluster {
             "--cluster-lease",
             "4s",
         ];
+        let args: Vec<&str> = args.iter().chain(extra).copied().collect();
         let s = Server::start_port_args(&self.dir.path().join(id), port, &args).await;
         self.nodes.insert(id.to_string(), s);
     }
@@ -320,15 +326,55 @@ fn only_value(v: &Value) -> f64 {
 async fn three_nodes_count_every_event_once() {
     let _one = SERIAL.lock().await;
     let mut c = Cluster::new();
-    for id in ["n1", "n2", "n3"] {
-        c.start(id).await;
-    }
+    // n1 also listens for UDP datagrams, n3 consumes an AMQP queue: what they take is
+    // produced to the topic by its routing key, like an event accepted over HTTP.
+    let udp = format!("127.0.0.1:{}", free_port());
+    let (amqp, queue) = (env("WEIR_TEST_AMQP"), format!("{}-amqp", c.name));
+    let conn = lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect to RabbitMQ (WEIR_TEST_AMQP)");
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue.as_str().into(), durable, Default::default())
+        .await
+        .unwrap();
+    c.start_with("n1", &["--udp", &udp]).await;
+    c.start("n2").await;
+    c.start_with("n3", &["--amqp", &amqp, "--amqp-queue", &queue])
+        .await;
     c.settle().await;
     let (st, body) = c.node("n2").statements(QUERIES).await;
     assert_eq!(st, 200, "{body}");
     let mut oracle = Oracle::default();
     send_http(&c.live(), &events(0, 1500), &mut oracle).await;
     send_kafka(&c.name, &events(1500, 500), &mut oracle).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (i, e) in events(2000, 300).iter().enumerate() {
+        sock.send_to(e.to_string().as_bytes(), &udp).await.unwrap();
+        oracle.add(e);
+        if i % 20 == 19 {
+            // Well within the socket's buffer: loopback loses nothing then.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    for e in events(2300, 300) {
+        ch.basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            Default::default(),
+            e.to_string().as_bytes(),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        oracle.add(&e);
+    }
     expect_exact(&c, &oracle).await;
     // A query grouped by a routing field holds each seller in one partition only, and one
     // grouped by region merges the partitions' rows: both were checked above. A query whose
