@@ -330,18 +330,7 @@ async fn three_nodes_count_every_event_once() {
     // produced to the topic by its routing key, like an event accepted over HTTP.
     let udp = format!("127.0.0.1:{}", free_port());
     let (amqp, queue) = (env("WEIR_TEST_AMQP"), format!("{}-amqp", c.name));
-    let conn = lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default())
-        .await
-        .expect("connect to RabbitMQ (WEIR_TEST_AMQP)");
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(Default::default()).await.unwrap();
-    let durable = lapin::options::QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare(queue.as_str().into(), durable, Default::default())
-        .await
-        .unwrap();
+    let (_conn, ch) = common::amqp_queue(&amqp, &queue).await;
     c.start_with("n1", &["--udp", &udp]).await;
     c.start("n2").await;
     c.start_with("n3", &["--amqp", &amqp, "--amqp-queue", &queue])

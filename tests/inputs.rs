@@ -132,18 +132,7 @@ async fn udp_reads_event_times_with_the_servers_future_skew() {
 async fn amqp_queue_survives_kill9_of_weir() {
     let url = env("WEIR_TEST_AMQP");
     let queue = format!("weir-e2e-{}", free_port());
-    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(Default::default()).await.unwrap();
-    let durable = lapin::options::QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare(queue.as_str().into(), durable, Default::default())
-        .await
-        .unwrap();
+    let (_conn, ch) = common::amqp_queue(&url, &queue).await;
     let publish = |i: usize| {
         let ch = ch.clone();
         let queue = queue.clone();

@@ -348,3 +348,21 @@ pub fn civil(ms: i64) -> [i64; 7] {
         ms.rem_euclid(1000),
     ]
 }
+
+/// A connection to RabbitMQ at `url` and a channel in confirm mode with the durable `queue`
+/// declared, as Weir's AMQP input declares it.
+pub async fn amqp_queue(url: &str, queue: &str) -> (lapin::Connection, lapin::Channel) {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| panic!("connecting to RabbitMQ at {url}: {e}"));
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue.into(), durable, Default::default())
+        .await
+        .unwrap();
+    (conn, ch)
+}

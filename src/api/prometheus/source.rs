@@ -285,16 +285,13 @@ impl<'a> WeirSource<'a> {
         out
     }
 
-    /// In a cluster, why query `name`'s rows cannot be read exactly over every partition
-    /// (its groups span partitions and its columns do not merge), if they cannot.
-    fn refused(&self, name: &str) -> Option<String> {
-        let f = self.fanout.as_ref()?;
-        match crate::api::queries::cluster_merge(&f.cluster, self.app, name) {
-            Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
-                Some(PromError::from_api(e).message)
-            }
-            _ => None,
-        }
+    /// Whether, in a cluster, query `name`'s rows cannot be read exactly over every
+    /// partition (its groups span partitions and its columns do not merge).
+    fn refused(&self, name: &str) -> bool {
+        self.fanout.as_ref().is_some_and(|f| {
+            crate::api::queries::cluster_merge(&f.cluster, self.app, name)
+                .is_err_and(|e| e.status == axum::http::StatusCode::CONFLICT)
+        })
     }
 
     /// The rows of query `name` whose bucket (slot) is in `[from, to]`, and its shape as of
@@ -425,7 +422,7 @@ impl SeriesSource for WeirSource<'_> {
         for (name, shape, columns) in self.queries(matchers) {
             // A query a cluster cannot read exactly has no series to list (selecting it is
             // refused, saying why).
-            if self.refused(&name).is_some() {
+            if self.refused(&name) {
                 continue;
             }
             let (rows, _) = self.rows(&name, shape, from, to)?;
