@@ -222,3 +222,10 @@ fn the_largest_accepted_expression_prints_analyses_and_drops() {
     let nested = format!("SELECT {}a{} FROM t", "(NOT ".repeat(31), ")".repeat(31));
     assert!(weir_query_lang::parse(&nested).is_ok());
 }
+
+#[test]
+fn text_after_not_may_start_with_any_character() {
+    // Found by fuzzing: looking for `NOT IN` sliced the text at a byte inside a character.
+    let e = error("SELECT a FROM t WHERE a NOT 棋 IN ('x')");
+    assert!(e.line == 1 && e.column >= 1, "{e:?}");
+}

@@ -248,7 +248,7 @@ proptest! {
     }
 
     #[test]
-    fn mangled_queries_never_panic(cut in 0usize..200, insert in "[ -~]{0,3}", stmt in statement()) {
+    fn mangled_queries_never_panic(cut in 0usize..200, insert in "[ -~é棋]{0,3}", stmt in statement()) {
         let mut text = stmt.to_string();
         let mut at = cut.min(text.len());
         while !text.is_char_boundary(at) {

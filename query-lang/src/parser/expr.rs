@@ -82,8 +82,8 @@ fn starts_predicate_op(i: &Input<'_>) -> bool {
         || peek_kw(i, "is")
         || (peek_kw(i, "not") && {
             let after = s[3..].trim_start();
-            after.len() >= 2
-                && after[..2].eq_ignore_ascii_case("in")
+            // `get`, not indexing: the text after `not` may start with any character.
+            after.get(..2).is_some_and(|w| w.eq_ignore_ascii_case("in"))
                 && !after[2..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
         })
 }
