@@ -32,7 +32,7 @@ use weir_core::Event;
 
 use crate::config::{duration, LogLimiter};
 use crate::decode::decode_payload;
-use crate::sink::{EventSink, SinkError, SourceBatch};
+use crate::sink::{EventSink, Origin, SinkError, SourceBatch};
 use crate::source::{stopped, Shutdown, Source};
 use crate::stats::InputStats;
 use crate::{InputError, Result};
@@ -209,6 +209,7 @@ impl Source for AmqpSource {
 struct Pending {
     events: Vec<Event>,
     positions: Vec<(String, i64)>,
+    origins: Vec<Origin>,
     ids: HashSet<String>,
     deliveries: usize,
     last_tag: Option<u64>,
@@ -334,8 +335,13 @@ impl Session<'_> {
                     return Ok(());
                 }
                 pending.positions.push((key.clone(), self.sink.now_ms()));
-                pending.ids.insert(key);
+                let start = pending.events.len();
                 pending.events.extend(events);
+                pending.origins.push(Origin {
+                    key: key.clone(),
+                    events: start..pending.events.len(),
+                });
+                pending.ids.insert(key);
             }
             None => pending.events.extend(events),
         }
@@ -351,6 +357,7 @@ impl Session<'_> {
         let batch = SourceBatch {
             events: p.events,
             positions: p.positions,
+            origins: p.origins,
             ..Default::default()
         };
         let mut wait = Duration::from_millis(50);

@@ -27,7 +27,7 @@ use weir_core::Event;
 
 use crate::config::{duration, LogLimiter};
 use crate::decode::decode_payload;
-use crate::sink::{EventSink, SinkError, SourceBatch};
+use crate::sink::{EventSink, Origin, SinkError, SourceBatch};
 use crate::source::{stopped, Shutdown, Source};
 use crate::stats::InputStats;
 use crate::{InputError, Result};
@@ -261,6 +261,8 @@ struct PartPending {
     next: i64,
     /// The tenant of every one of them (their `weir-tenant` header), if they name one.
     tenant: Option<(String, String)>,
+    /// The events of records with a `weir-origin` header.
+    origins: Vec<Origin>,
 }
 
 /// The `weir-tenant: ACCOUNT/PROJECT` header of a record, if it has one.
@@ -276,6 +278,22 @@ fn tenant_header<M: Message>(m: &M) -> Option<(String, String)> {
         Some((a.to_string(), p.to_string()))
     })
 }
+
+/// The `weir-origin` header of a record, if it has one.
+fn origin_header<M: Message>(m: &M) -> Option<String> {
+    use rdkafka::message::Headers;
+    let headers = m.headers()?;
+    headers.iter().find_map(|h| {
+        (h.key == ORIGIN_HEADER)
+            .then(|| std::str::from_utf8(h.value?).ok().map(str::to_string))
+            .flatten()
+    })
+}
+
+/// The header naming the upstream message a record's events came from, by its dedupe key
+/// (`amqp/<queue>/<message_id>`): set by Weir's cluster mode when it produces what its AMQP
+/// input received, so the partition that applies the record recognises a redelivery.
+pub const ORIGIN_HEADER: &str = "weir-origin";
 
 /// The header naming a record's tenant, `ACCOUNT/PROJECT` (set by Weir's cluster mode when
 /// it produces events it accepted over HTTP for a tenant).
@@ -402,9 +420,19 @@ impl Source for KafkaSource {
                         events: Vec::new(),
                         next: offset + 1,
                         tenant,
+                        origins: Vec::new(),
                     });
                     match decode_payload(m.payload().unwrap_or_default(), &sink.shape_options()) {
-                        Ok(events) => part.events.extend(events),
+                        Ok(events) => {
+                            let start = part.events.len();
+                            part.events.extend(events);
+                            if let Some(key) = origin_header(&m) {
+                                part.origins.push(Origin {
+                                    key,
+                                    events: start..part.events.len(),
+                                });
+                            }
+                        }
                         Err(reason) => {
                             stats.add_invalid(1);
                             if limiter.allow().is_some() {
@@ -467,6 +495,7 @@ async fn flush(
         positions: vec![(cfg.position_key(part), b.next)],
         partition: Some(part),
         tenant: b.tenant,
+        origins: b.origins,
     });
     let stored = futures_util::future::join_all(batches.map(|b| store(sink, stats, b))).await;
     let stored = stored.into_iter().collect::<Result<Vec<bool>>>()?;

@@ -27,7 +27,7 @@ pub mod udp;
 
 pub use amqp::{AmqpConfig, AmqpSource};
 pub use kafka::{KafkaConfig, KafkaSource};
-pub use sink::{BoxFuture, EventSink, PruneResult, SinkError, SourceBatch};
+pub use sink::{BoxFuture, EventSink, Origin, PruneResult, SinkError, SourceBatch};
 pub use source::{shutdown_channel, Shutdown, Source};
 pub use stats::InputStats;
 pub use udp::{UdpConfig, UdpSource};

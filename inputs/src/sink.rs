@@ -29,6 +29,21 @@ pub struct SourceBatch {
     /// The tenant (account, project) the records name in their `weir-tenant` header, when
     /// they do (a batch never mixes tenants); otherwise the input's configured tenant.
     pub tenant: Option<(String, String)>,
+    /// Runs of `events` that came from one upstream message known by a dedupe key (an AMQP
+    /// delivery with a `message_id`; a cluster topic record carrying a `weir-origin`
+    /// header), in order. A sink that stores `positions` itself can ignore them; a sink that
+    /// forwards events elsewhere (cluster mode) keeps each key with its events so the
+    /// partition that applies them can recognise a redelivery.
+    pub origins: Vec<Origin>,
+}
+
+/// The events of a [`SourceBatch`] that came from one message known by a dedupe key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The dedupe key, named like an input position (`amqp/<queue>/<message_id>`).
+    pub key: String,
+    /// Which of the batch's events came from it.
+    pub events: std::ops::Range<usize>,
 }
 
 /// Why a sink could not take a batch.

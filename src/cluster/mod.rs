@@ -21,6 +21,7 @@
 //!   cells and each peer's; a cell opening, and every node every few seconds, reconciles its
 //!   cells with the shared catalogue.
 
+pub mod fence;
 pub mod forward;
 pub mod merge;
 pub mod route;
@@ -78,6 +79,11 @@ pub struct ClusterConfig {
     /// Extra librdkafka settings of the consumer and producer.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// How long a partition keeps the dedupe marker of an AMQP message it applied (so a
+    /// redelivery, to any node, is recognised). Default `1h`; keep it longer than a message
+    /// can stay unacknowledged (the longest a node with an AMQP input may be down).
+    #[serde(default = "default_dedupe_horizon", with = "humantime_ms")]
+    pub dedupe_horizon: Duration,
 }
 
 /// Who decides which node owns which partition.
@@ -104,6 +110,9 @@ fn default_partitions() -> i32 {
 fn default_lease() -> Duration {
     Duration::from_secs(10)
 }
+fn default_dedupe_horizon() -> Duration {
+    Duration::from_secs(3600)
+}
 
 impl ClusterConfig {
     /// Defaults for a node of the cluster on `topic` at `brokers`.
@@ -120,6 +129,7 @@ impl ClusterConfig {
             lease: default_lease(),
             membership: Membership::Weir,
             options: BTreeMap::new(),
+            dedupe_horizon: default_dedupe_horizon(),
         }
     }
 
@@ -140,6 +150,10 @@ impl ClusterConfig {
 pub enum CellState {
     /// Restored and consuming: it answers.
     Serving,
+    /// Restored, and replaying its partition up to where the topic ended when it opened: it
+    /// answers nothing yet (503), so a read never goes back behind what the partition's
+    /// previous owner had answered.
+    CatchingUp,
     /// A rebalance is under way: it answers nothing until reassigned.
     Paused,
     /// Its lease could not be renewed (Kafka or the store unreachable): it answers 503.
@@ -159,9 +173,23 @@ pub struct Cell {
     /// Until when (unix ms) its lease is surely this node's: the last taking or renewal's
     /// start plus the lease, less a margin for clocks. Past it the cell answers nothing, so
     /// it has stopped before any other node can take the lease over.
-    valid_until: AtomicI64,
+    valid_until: Arc<AtomicI64>,
     clock: Arc<dyn Clock>,
     flusher: tokio::task::JoinHandle<()>,
+    /// When its AMQP dedupe markers were last pruned (unix ms; 0 = not yet).
+    pruned_at: AtomicI64,
+    /// The offset it must have applied before it answers: the partition's high watermark
+    /// when it opened (`i64::MAX` while the broker has not said).
+    catch_up_to: AtomicI64,
+    /// The next offset of the partition it has applied and made durable.
+    applied_to: AtomicI64,
+    /// Whether its catalogue was reconciled with the shared one after it was put in the
+    /// node's map (a statement broadcast while it was restored did not reach it).
+    synced: std::sync::atomic::AtomicBool,
+    /// Serialises the changes to its catalogue (a broadcast statement, a reconciliation): a
+    /// reconciliation reads what the cell has only once a broadcast applying meanwhile is
+    /// written, so it never replaces a definition with the same one under live traffic.
+    catalog: tokio::sync::Mutex<()>,
 }
 
 impl Cell {
@@ -171,10 +199,29 @@ impl Cell {
             0 if self.clock.now_ms() >= self.valid_until.load(Ordering::SeqCst) => {
                 CellState::Fenced
             }
+            0 if !self.synced.load(Ordering::SeqCst)
+                || self.applied_to.load(Ordering::SeqCst)
+                    < self.catch_up_to.load(Ordering::SeqCst) =>
+            {
+                CellState::CatchingUp
+            }
             0 => CellState::Serving,
             1 => CellState::Paused,
             _ => CellState::Fenced,
         }
+    }
+
+    /// The partition has been applied up to `next` (the next offset to consume).
+    pub fn applied(&self, next: i64) {
+        self.applied_to.fetch_max(next, Ordering::SeqCst);
+    }
+
+    /// The broker says the partition ends at `high`: if the cell did not know where to
+    /// catch up to, it is there.
+    fn learn_high_watermark(&self, high: i64) {
+        let _ =
+            self.catch_up_to
+                .compare_exchange(i64::MAX, high, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     fn set(&self, s: CellState) {
@@ -207,7 +254,31 @@ impl Cell {
             .flatten()
             .and_then(|b| b.try_into().ok().map(i64::from_be_bytes))
     }
+
+    /// Forget the AMQP dedupe markers older than `horizon` ms, at most every quarter
+    /// horizon; the markers left, when it pruned.
+    async fn prune_markers(&self, horizon: i64) -> anyhow::Result<Option<u64>> {
+        let now = self.clock.now_ms();
+        let last = self.pruned_at.load(Ordering::SeqCst);
+        if last != 0 && now - last < (horizon / 4).max(1) {
+            return Ok(None);
+        }
+        let older_than = now.saturating_sub(horizon);
+        let older = move |v: &[u8]| {
+            <[u8; 8]>::try_from(v).is_ok_and(|b| i64::from_be_bytes(b) < older_than)
+        };
+        let store = self.hub.node().store().clone();
+        let done = store
+            .run(move |s| s.meta_prune(MARKER_PREFIX, &older))
+            .await?;
+        self.pruned_at.store(now, Ordering::SeqCst);
+        Ok(Some(done.kept))
+    }
 }
+
+/// Where a cell keeps the dedupe markers of the AMQP messages it applied
+/// (`amqp/<queue>/<message_id>`, like a single node's AMQP input).
+pub const MARKER_PREFIX: &str = "amqp/";
 
 /// A node as the shared keyspace lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,6 +327,9 @@ pub struct Cluster {
     /// The lease value this node last wrote, by partition (what a renewal expects to find),
     /// and until when it lets the cell serve.
     held: Mutex<HashMap<i32, (Vec<u8>, i64)>>,
+    /// The lease term of each partition's newest cell here, shared with the fence of its
+    /// store ([`fence::Fenced`]): a renewal moves it on; an older cell's is left behind.
+    terms: Mutex<HashMap<i32, Arc<AtomicI64>>>,
     /// Serialises the lease writes (take, renew, release) with `held`.
     lease_ops: tokio::sync::Mutex<()>,
     /// When Kafka last answered (unix ms); leases are renewed only while it is recent.
@@ -312,6 +386,7 @@ impl Cluster {
             partitions,
             members: RwLock::new(Vec::new()),
             held: Mutex::new(HashMap::new()),
+            terms: Mutex::new(HashMap::new()),
             lease_ops: tokio::sync::Mutex::new(()),
             kafka_at: AtomicI64::new(now),
             front_applied: tokio::sync::Mutex::new(None),
@@ -539,6 +614,9 @@ impl Cluster {
         }
         let valid = start + lease - lease / 5;
         self.held.lock().insert(p, (value, valid));
+        if let Some(term) = self.terms.lock().get(&p) {
+            term.store(valid, Ordering::SeqCst);
+        }
         Ok(Some(valid))
     }
 
@@ -563,6 +641,10 @@ impl Cluster {
         let Some((mine, _)) = self.held.lock().remove(&p) else {
             return Ok(());
         };
+        // Nothing of this cell is written from here on.
+        if let Some(term) = self.terms.lock().remove(&p) {
+            term.store(0, Ordering::SeqCst);
+        }
         let key = format!("{LEASE_PREFIX}{p}");
         let value = serde_json::to_vec(&Lease {
             node: self.cfg.node.clone(),
@@ -599,7 +681,14 @@ impl Cluster {
             // at the next assignment; the consumer does not read it meanwhile.
             match self.open(p).await {
                 Ok(Some(cell)) => {
-                    self.cells.write().insert(p, cell);
+                    self.cells.write().insert(p, cell.clone());
+                    // A statement broadcast while the cell was restored went to this node's
+                    // cells without it; the shared catalogue has it. Reconciled again now
+                    // that any later broadcast reaches the cell, before it answers.
+                    if let Err(e) = self.sync_cell(&cell).await {
+                        tracing::warn!(partition = p, error = %format!("{e:#}"),
+                            "reconciling a new cell's catalogue failed; it answers once the next heartbeat has");
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -622,10 +711,14 @@ impl Cluster {
 
     async fn open(self: &Arc<Self>, p: i32) -> anyhow::Result<Option<Arc<Cell>>> {
         let started = std::time::Instant::now();
+        // A new term for the new cell: whatever an older cell of this partition here still
+        // tries to write stays fenced off.
+        let term = Arc::new(AtomicI64::new(0));
+        self.terms.lock().insert(p, term.clone());
         if self.take_lease(p).await?.is_none() {
             return Ok(None);
         }
-        match self.restore(p, started).await {
+        match self.restore(p, started, term).await {
             Ok(cell) => Ok(Some(cell)),
             Err(e) => {
                 // Let the lease go, so this node or another can try again at once.
@@ -642,9 +735,22 @@ impl Cluster {
         self: &Arc<Self>,
         p: i32,
         started: std::time::Instant,
+        term: Arc<AtomicI64>,
     ) -> anyhow::Result<Arc<Cell>> {
-        let store = Store::new(self.open_store(p).await?);
+        let fenced = fence::Fenced::new(
+            self.open_store(p).await?,
+            term.clone(),
+            self.clock.clone(),
+            p,
+        );
+        let store = Store::new(Arc::new(fenced));
         let last_seq = store.run(|s| s.last_seq()).await?;
+        let key = self.position_key(p);
+        let applied_to = store
+            .run(move |s| s.meta_get(&key))
+            .await?
+            .and_then(|b| b.try_into().ok().map(i64::from_be_bytes))
+            .unwrap_or(0);
         let log = store.start_log(self.serve.durable);
         let node = Arc::new(Node::new(
             self.cell_config(p),
@@ -659,22 +765,31 @@ impl Cluster {
         let replayed = hub.restore(tenants).await?;
         sync_catalog(self, &hub).await?;
         let flusher = tokio::spawn(crate::recovery::flush_loop(hub.clone()));
+        // Answers wait until the partition is applied as far as it went when this cell opened
+        // (what its previous owner may have answered, but not made durable, is replayed).
+        let catch_up_to = self.high_watermark(p).await.unwrap_or(i64::MAX);
         tracing::info!(
             partition = p,
             replayed,
             last_seq,
+            applied_to,
+            catch_up_to,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "partition cell restored"
         );
-        // The lease was renewed while the cell was restored: serve until its latest term.
-        let valid = self.held.lock().get(&p).map_or(0, |h| h.1);
         Ok(Arc::new(Cell {
             partition: p,
             hub,
             state: AtomicU8::new(CellState::Serving as u8),
-            valid_until: AtomicI64::new(valid),
+            // Renewed while the cell was restored: it serves until the latest term.
+            valid_until: term,
             clock: self.clock.clone(),
             flusher,
+            pruned_at: AtomicI64::new(0),
+            catch_up_to: AtomicI64::new(catch_up_to),
+            applied_to: AtomicI64::new(applied_to),
+            synced: Default::default(),
+            catalog: Default::default(),
         }))
     }
 
@@ -724,7 +839,7 @@ impl Cluster {
             partitions: self
                 .cells()
                 .iter()
-                .filter(|c| c.state() == CellState::Serving)
+                .filter(|c| matches!(c.state(), CellState::Serving | CellState::CatchingUp))
                 .map(|c| c.partition)
                 .collect(),
             at: self.clock.now_ms(),
@@ -777,11 +892,8 @@ impl Cluster {
                     continue;
                 }
                 match self.renew_lease(p).await {
-                    Ok(Some(valid)) => {
-                        if let Some(cell) = self.cell(p) {
-                            cell.valid_until.store(valid, Ordering::SeqCst);
-                        }
-                    }
+                    // The cell's term (shared with its store's fence) moved on.
+                    Ok(Some(_)) => {}
                     Ok(None) => {
                         // Taken over after this node failed to renew it in time (its cell
                         // stopped answering then); or let go meanwhile.
@@ -844,12 +956,16 @@ impl Cluster {
                 self.rebalance().await;
             }
             self.export_metrics().await;
-            if round.is_multiple_of(8) {
-                for cell in self.cells() {
-                    if let Err(e) = sync_catalog(&self, &cell.hub).await {
-                        tracing::warn!(partition = cell.partition, error = %format!("{e:#}"), "reconciling a cell's catalogue failed");
-                    }
+            // A new cell whose reconciliation failed is tried again every round.
+            for cell in self.cells() {
+                if !round.is_multiple_of(8) && cell.synced.load(Ordering::SeqCst) {
+                    continue;
                 }
+                if let Err(e) = self.sync_cell(&cell).await {
+                    tracing::warn!(partition = cell.partition, error = %format!("{e:#}"), "reconciling a cell's catalogue failed");
+                }
+            }
+            if round.is_multiple_of(8) {
                 if let Some(front) = self.front() {
                     if let Err(e) = sync_front(&self, &front).await {
                         tracing::warn!(error = %format!("{e:#}"), "reconciling the front catalogue failed");
@@ -875,9 +991,24 @@ impl Cluster {
                 self.high_watermark(cell.partition).await,
             );
             if let Some(high) = high {
+                cell.learn_high_watermark(high);
                 let lag = (high - pos.unwrap_or(0)).max(0);
                 metrics::gauge!("weir_cluster_partition_lag", "partition" => cell.partition.to_string())
                     .set(lag as f64);
+            }
+            let horizon = i64::try_from(self.cfg.dedupe_horizon.as_millis()).unwrap_or(i64::MAX);
+            // A cell closed or fenced meanwhile writes nothing more.
+            if !matches!(cell.state(), CellState::Serving | CellState::CatchingUp) {
+                continue;
+            }
+            match cell.prune_markers(horizon).await {
+                Ok(Some(kept)) => {
+                    metrics::gauge!("weir_cluster_dedupe_markers", "partition" => cell.partition.to_string())
+                        .set(kept as f64);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(partition = cell.partition, error = %format!("{e:#}"),
+                    "pruning a partition's AMQP dedupe markers failed; trying again later"),
             }
         }
     }
@@ -919,6 +1050,14 @@ impl Cluster {
         .flatten()
     }
 
+    /// Reconcile `cell`'s catalogue with the shared one; then it may answer.
+    async fn sync_cell(&self, cell: &Cell) -> anyhow::Result<()> {
+        let _one = cell.catalog.lock().await;
+        sync_catalog(self, &cell.hub).await?;
+        cell.synced.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Apply DSL text to every cell of this node (after the front took it). A `CREATE` is
     /// applied as `CREATE OR REPLACE` (a cell may have reconciled it already), and a `DROP`
     /// of what a cell does not have is no error. A cell that refuses is logged; it is
@@ -926,6 +1065,7 @@ impl Cluster {
     pub async fn apply_to_cells(&self, tenant: &Tenant, text: &str) -> anyhow::Result<()> {
         let text = or_replace(text);
         for cell in self.cells() {
+            let _one = cell.catalog.lock().await;
             let app = cell.hub.ensure(tenant).await?;
             match crate::catalog::apply(&app, text.clone()).await {
                 Ok(_) | Err(crate::ddl::DdlError::NotFound(_)) => {}
