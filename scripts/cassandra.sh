@@ -3,7 +3,7 @@
 # Cassandra's server is published on Maven Central (org.apache.cassandra:cassandra-all). It and
 # its dependencies are fetched once with Maven into a cache folder; the node runs on JDK 17 with
 # the module options of Cassandra's own conf/jvm17-server.options, on free loopback ports, with
-# its data, commit log and caches in a temp dir, and a 2 GiB heap (each
+# its data, commit log and caches in a temp dir, and a 4 GiB heap (each
 # test keyspace's tables take heap; 1 GiB paused long enough to time requests out).
 #
 # Sourcing it starts the node in the background and returns; call weir_cassandra_ready to
@@ -52,7 +52,7 @@ weir_cassandra_launch() {
     jamm="$(ls "$WEIR_CASSANDRA_LIB"/jamm-*.jar | head -1)"
     (
         cd "$dir" &&
-            exec java -Xms2g -Xmx2g -Xss512k -XX:+UseG1GC -XX:+ParallelRefProcEnabled \
+            exec java -Xms4g -Xmx4g -Xss512k -XX:+UseG1GC -XX:+ParallelRefProcEnabled \
                 -Djdk.attach.allowAttachSelf=true \
                 --add-exports java.base/jdk.internal.misc=ALL-UNNAMED \
                 --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED \
