@@ -127,3 +127,63 @@ async fn ten_thousand_dollars_per_day_for_any_seller_exactly() {
         .await;
     assert_eq!(d["decision"], "deny", "{d}");
 }
+
+/// Replacing a rule with the same definition while 400 add_and_check calls run against it
+/// (what a cluster node's reconciliation may do): still exactly the limit is admitted, each
+/// count once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn a_rule_replaced_under_traffic_still_admits_exactly_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Server::start(dir.path()).await);
+    let rule = "CREATE OR REPLACE RULE cap AS SELECT count(*) AS c FROM order GROUP BY seller, timeseries(time, 1s, 1min) DENY WHEN c > 100";
+    assert_eq!(s.statements(rule).await.0, 200);
+    let ts = now_ms() - 1_000;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (done, replaced) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let replacing = {
+        let (s, done, replaced) = (s.clone(), done.clone(), replaced.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::SeqCst) {
+                let (st, body) = s.statements(rule).await;
+                assert_eq!(st, 200, "{body}");
+                replaced.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // Eight waves of 50 concurrent calls, each followed by a replacement's end, so that
+    // replacements run during the waves on either store.
+    let (mut allowed, mut decisions) = (0, Vec::new());
+    for _ in 0..8 {
+        let before = replaced.load(Ordering::SeqCst);
+        let (a, d) = flood(
+            &s,
+            json!({"type":"order","ts":ts,"seller":"hot","amount":1}),
+            50,
+        )
+        .await;
+        allowed += a;
+        decisions.extend(d);
+        while replaced.load(Ordering::SeqCst) == before {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    replacing.await.unwrap();
+    let mut counts: Vec<i64> = decisions
+        .iter()
+        .filter(|d| d["decision"] == "allow")
+        .map(|d| d["rules"][0]["value"].as_i64().unwrap())
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(allowed, 100, "admitted on counts {counts:?}");
+    let (_, d) = s
+        .post(
+            "/api/check",
+            &json!({"type":"order","ts":ts,"seller":"hot"}),
+        )
+        .await;
+    assert_eq!(d["rules"][0]["value"], 100, "{d}");
+}
