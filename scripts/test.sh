@@ -29,12 +29,12 @@ weir_cassandra_ready
 
 echo "==> tests"
 cargo test --workspace --all-targets --no-fail-fast
-# The server's contract, crash, backfill, input, state, tenancy and alert tests again, every server on the
-# Cassandra node (tests that read the embedded store's files are skipped by name).
+# The server's contract, crash, backfill, input, state, tenancy, alert and rate-limit tests again,
+# every server on the Cassandra node (tests that read the embedded store's files are skipped by name).
 echo "==> tests on the Cassandra/Scylla backend"
 WEIR_TEST_STORAGE=cassandra cargo test --workspace --no-fail-fast \
     --test contract --test crash --test backfill --test inputs --test state --test catalog \
-    --test tenancy --test alerts
+    --test tenancy --test alerts --test rate_limits
 scripts/web.sh   # the web console: bundle check and end-to-end tests in headless Chromium
 scripts/python-client.sh   # the Python client's tests against a real server
 scripts/schemathesis.sh    # schemathesis over /api/openapi.json against a real server
