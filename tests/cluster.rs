@@ -348,25 +348,6 @@ fn only_value(v: &Value) -> f64 {
     pair[1].as_str().unwrap().parse().unwrap()
 }
 
-/// Publish `body` to `queue` (with `id` as its AMQP message_id), confirmed by the broker.
-async fn publish(ch: &lapin::Channel, queue: &str, body: &str, id: Option<&str>) {
-    let props = match id {
-        Some(id) => lapin::BasicProperties::default().with_message_id(id.into()),
-        None => lapin::BasicProperties::default(),
-    };
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        Default::default(),
-        body.as_bytes(),
-        props,
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-}
-
 /// Events of redelivered AMQP messages the cluster's partitions skipped, over its nodes.
 async fn duplicate_events(c: &Cluster) -> u64 {
     let mut n = 0;
@@ -414,7 +395,7 @@ async fn three_nodes_count_every_event_once() {
         }
     }
     for e in events(2300, 300) {
-        publish(&ch, &queue, &e.to_string(), None).await;
+        common::publish(&ch, &queue, &e.to_string(), None).await;
         oracle.add(&e);
     }
     // Messages with a message_id, five events each over several partitions.
@@ -426,14 +407,14 @@ async fn three_nodes_count_every_event_once() {
         })
         .collect();
     for (id, body) in &with_ids {
-        publish(&ch, &queue, body, Some(id)).await;
+        common::publish(&ch, &queue, body, Some(id)).await;
     }
     expect_exact(&c, &oracle).await;
     // Each published again with its id (what a redelivery after a crash is to Weir), taken
     // by either node: the partitions recognise every one of the 300 events and skip it.
     assert_eq!(duplicate_events(&c).await, 0);
     for (id, body) in &with_ids {
-        publish(&ch, &queue, body, Some(id)).await;
+        common::publish(&ch, &queue, body, Some(id)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -525,7 +506,7 @@ async fn kill9_and_join_stay_exact() {
     for k in 0..100 {
         let evs = events(3000 + 3 * k, 3);
         evs.iter().for_each(|e| oracle.add(e));
-        publish(
+        common::publish(
             &ch,
             &queue,
             &json!({ "events": evs }).to_string(),
@@ -637,6 +618,15 @@ async fn limits_are_exact_across_nodes() {
     }
 }
 
+/// Whether `/api/cluster`'s answer `cl` names `node` as the owner of some partition.
+fn owns_any(cl: &Value, node: &str) -> bool {
+    cl["owners"]
+        .as_object()
+        .unwrap()
+        .values()
+        .any(|o| o == node)
+}
+
 /// Panic with `what` unless every count of `got` lies between `low`'s and `high`'s.
 fn between(low: &Oracle, got: &Oracle, high: &Oracle, what: &str) {
     let zero = (0, 0);
@@ -739,14 +729,7 @@ async fn a_node_cut_off_from_cassandra_refuses_rather_than_answers_wrongly() {
     send_http(&c.live(), &events(0, 600), &mut oracle).await;
     expect_exact(&c, &oracle).await;
     let (_, cl) = c.node("n2").get("/api/cluster").await;
-    assert!(
-        cl["owners"]
-            .as_object()
-            .unwrap()
-            .values()
-            .any(|o| o == "n2"),
-        "n2 owns nothing before the cut: {cl}"
-    );
+    assert!(owns_any(&cl, "n2"), "n2 owns nothing before the cut: {cl}");
 
     let before = oracle.clone();
     relay.cut();
@@ -801,11 +784,7 @@ async fn a_node_cut_off_from_cassandra_refuses_rather_than_answers_wrongly() {
     }
     let (_, cl) = c.node("n1").get("/api/cluster").await;
     assert!(
-        cl["owners"]
-            .as_object()
-            .unwrap()
-            .values()
-            .all(|o| o != "n2"),
+        !owns_any(&cl, "n2"),
         "n2 still owns partitions while cut off: {cl}"
     );
 
@@ -815,12 +794,5 @@ async fn a_node_cut_off_from_cassandra_refuses_rather_than_answers_wrongly() {
     c.settle().await;
     expect_exact(&c, &oracle).await;
     let (_, cl) = c.node("n1").get("/api/cluster").await;
-    assert!(
-        cl["owners"]
-            .as_object()
-            .unwrap()
-            .values()
-            .any(|o| o == "n2"),
-        "n2 owns nothing after rejoining: {cl}"
-    );
+    assert!(owns_any(&cl, "n2"), "n2 owns nothing after rejoining: {cl}");
 }

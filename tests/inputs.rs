@@ -142,19 +142,7 @@ async fn amqp_queue_survives_kill9_of_weir() {
             } else {
                 format!(r#"{{"type":"item","id":"m{i}"}}"#)
             };
-            let props =
-                lapin::BasicProperties::default().with_message_id(format!("msg-{i}").into());
-            ch.basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                Default::default(),
-                body.as_bytes(),
-                props,
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+            common::publish(&ch, &queue, &body, Some(&format!("msg-{i}"))).await;
         }
     };
     for i in 0..1000 {

@@ -1170,8 +1170,13 @@ async fn reconcile(hub: &Hub, want: &CatalogMap, have: &CatalogMap) -> anyhow::R
         }
         let app = hub.ensure(tenant).await?;
         let text = or_replace(text);
-        if let Err(e) = crate::catalog::apply(&app, text.clone()).await {
-            tracing::warn!(%tenant, name, error = %e, "a shared definition does not apply here");
+        match crate::catalog::apply(&app, text.clone()).await {
+            Ok(_) => {
+                tracing::info!(%tenant, name, replaced = had.is_some(), "reconciled: a shared definition applied here")
+            }
+            Err(e) => {
+                tracing::warn!(%tenant, name, error = %e, "a shared definition does not apply here")
+            }
         }
     }
     let mut gone: Vec<_> = have.keys().filter(|k| !want.contains_key(*k)).collect();
@@ -1184,8 +1189,13 @@ async fn reconcile(hub: &Hub, want: &CatalogMap, have: &CatalogMap) -> anyhow::R
                 .await
                 .map(|_| ()),
         };
-        if let Err(e) = dropped {
-            tracing::warn!(%tenant, name, error = %e, "dropping a definition gone from the cluster failed");
+        match dropped {
+            Ok(()) => {
+                tracing::info!(%tenant, name, "reconciled: a definition gone from the cluster dropped here")
+            }
+            Err(e) => {
+                tracing::warn!(%tenant, name, error = %e, "dropping a definition gone from the cluster failed")
+            }
         }
     }
     Ok(())

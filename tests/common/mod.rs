@@ -375,3 +375,22 @@ pub async fn amqp_queue(url: &str, queue: &str) -> (lapin::Connection, lapin::Ch
         .unwrap();
     (conn, ch)
 }
+
+/// Publish `body` to `queue` (with `id` as its AMQP message_id), confirmed by the broker.
+pub async fn publish(ch: &lapin::Channel, queue: &str, body: &str, id: Option<&str>) {
+    let props = match id {
+        Some(id) => lapin::BasicProperties::default().with_message_id(id.into()),
+        None => lapin::BasicProperties::default(),
+    };
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        Default::default(),
+        body.as_bytes(),
+        props,
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
