@@ -19,6 +19,8 @@ pub mod time;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventId};
 pub use schema::Schema;
-pub use shape::{parse_body, parse_query_string, ShapeError, ShapeOptions};
+pub use shape::{
+    gives_time, parse_body, parse_query_string, query_gives_time, ShapeError, ShapeOptions,
+};
 pub use tenant::Tenant;
 pub use time::{format_duration, format_time, parse_duration, parse_time, Millis, TimeError};

@@ -83,6 +83,26 @@ pub fn parse_body(body: &Value, opts: &ShapeOptions) -> Result<Vec<Event>, Vec<S
     }
 }
 
+/// Whether a JSON event gives its own time (else it is stamped with the time it is read).
+pub fn gives_time(v: &Value) -> bool {
+    let Some(obj) = v.as_object() else {
+        return false;
+    };
+    match TIME_KEYS.iter().find_map(|k| obj.get(*k)) {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// Whether an event given as a query string gives its own time.
+pub fn query_gives_time(qs: &str) -> bool {
+    qs.split('&').any(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        TIME_KEYS.contains(&k) && !v.is_empty()
+    })
+}
+
 /// Read one JSON event in any single-event shape.
 pub fn parse_event(v: &Value, opts: &ShapeOptions) -> Result<Event, String> {
     let obj = v.as_object().ok_or("an event must be a JSON object")?;
@@ -223,6 +243,21 @@ mod tests {
     use serde_json::json;
 
     const NOW: Millis = 1_700_000_000_000;
+
+    #[test]
+    fn whether_an_event_gives_its_own_time() {
+        assert!(gives_time(&json!({"type": "a", "ts": 5})));
+        assert!(gives_time(
+            &json!({"type": "a", "time": "2026-01-01T00:00:00Z"})
+        ));
+        assert!(!gives_time(&json!({"type": "a"})));
+        assert!(!gives_time(&json!({"type": "a", "ts": null})));
+        assert!(!gives_time(&json!({"type": "a", "timestamp": ""})));
+        assert!(!gives_time(&json!([1])));
+        assert!(query_gives_time("evtname=a&timestamp=5"));
+        assert!(!query_gives_time("evtname=a&ts="));
+        assert!(!query_gives_time("evtname=a&tsx=5"));
+    }
 
     fn one(v: Value) -> Event {
         parse_body(&v, &ShapeOptions::at(NOW)).unwrap().remove(0)

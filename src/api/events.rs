@@ -268,6 +268,7 @@ async fn decide_in_cluster(
     app: &App,
     how: Decide,
     body: OneOrMany,
+    timed: Vec<bool>,
 ) -> ApiResult<axum::response::Response> {
     let (one, events) = match body {
         OneOrMany::One(e) => (true, vec![e]),
@@ -278,6 +279,7 @@ async fn decide_in_cluster(
             crate::cluster::forward::decide_local(&cl.cluster, app.tenant(), how, p, events).await?
         }
         None => {
+            let events = events.into_iter().zip(timed).collect();
             crate::cluster::forward::decide(&cl.cluster, app.tenant(), cl.auth.clone(), how, events)
                 .await?
         }
@@ -319,8 +321,21 @@ enum OneOrMany {
     Many(Vec<Event>),
 }
 
-fn read_check_body(app: &App, body: Result<Bytes, BytesRejection>) -> ApiResult<OneOrMany> {
+/// The events of a check body, and for each whether it gave its own time (one that did not
+/// is stamped again where it is decided, in cluster mode).
+fn read_check_body(
+    app: &App,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(OneOrMany, Vec<bool>)> {
     let body = json_body(&body?)?;
+    let timed = match &body {
+        Value::Array(items) => items.iter().map(weir_core::gives_time).collect(),
+        one => vec![weir_core::gives_time(one)],
+    };
+    Ok((read_check_events(app, body)?, timed))
+}
+
+fn read_check_events(app: &App, body: Value) -> ApiResult<OneOrMany> {
     match body {
         Value::Array(items) => read_items(app, &items)
             .map(OneOrMany::Many)
@@ -357,9 +372,9 @@ pub async fn check(
     InCluster(cl): InCluster,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::response::Response> {
-    let body = read_check_body(&app, body)?;
+    let (body, timed) = read_check_body(&app, body)?;
     if let Some(cl) = cl {
-        return decide_in_cluster(&cl, &app, Decide::Check, body).await;
+        return decide_in_cluster(&cl, &app, Decide::Check, body, timed).await;
     }
     Ok(Json(match body {
         OneOrMany::One(e) => Decisions::One(decision_answer(&app.check(&e), None)),
@@ -395,9 +410,9 @@ pub async fn add_and_check(
     InCluster(cl): InCluster,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::response::Response> {
-    let body = read_check_body(&app, body)?;
+    let (body, timed) = read_check_body(&app, body)?;
     if let Some(cl) = cl {
-        return decide_in_cluster(&cl, &app, Decide::AddAndCheck, body).await;
+        return decide_in_cluster(&cl, &app, Decide::AddAndCheck, body, timed).await;
     }
     match body {
         OneOrMany::One(e) => add_and_check_one(&app, e)
@@ -492,7 +507,9 @@ pub async fn post_event(
     let decide = matches!(flag(&qs, "result").as_deref(), Some("true") | Some("1"));
     if let Some(cl) = cl {
         if decide {
-            return decide_in_cluster(&cl, &app, Decide::AddAndCheck, OneOrMany::One(event)).await;
+            let timed = vec![weir_core::query_gives_time(&qs)];
+            return decide_in_cluster(&cl, &app, Decide::AddAndCheck, OneOrMany::One(event), timed)
+                .await;
         }
         return Ok(produce_and_answer(&cl, &app, vec![event])
             .await?

@@ -38,23 +38,29 @@ impl Decide {
     }
 }
 
+/// An event to decide, and whether it gave its own time.
+pub type Timed = (Event, bool);
+
 /// An event id in the cluster: the cell's id and its partition, `id * partitions + p`.
 pub fn cluster_id(seq: u64, p: i32, partitions: i32) -> u64 {
     seq * partitions as u64 + p as u64
 }
 
 /// Decide `events` of `tenant` where their partitions live: this node's cells directly, the
-/// others' in one call per owner. Answers in the order of `events`.
+/// others' in one call per owner. Answers in the order of `events`. Each event says whether
+/// it gave its own time; one that did not is stamped with the time it is decided at, at its
+/// owner — not when this node read it, which may be seconds earlier if its partition is
+/// moving — so that it is counted in the window it is decided in, as on one node.
 pub async fn decide(
     cluster: &Arc<Cluster>,
     tenant: &Tenant,
     auth: Option<HeaderValue>,
     how: Decide,
-    events: Vec<Event>,
+    events: Vec<Timed>,
 ) -> Result<Vec<Value>, ApiError> {
-    let mut by_part: BTreeMap<i32, Vec<(usize, Event)>> = BTreeMap::new();
+    let mut by_part: BTreeMap<i32, Vec<(usize, Timed)>> = BTreeMap::new();
     let n = events.len();
-    for (i, e) in events.into_iter().enumerate() {
+    for (i, (e, timed)) in events.into_iter().enumerate() {
         let (p, _) = cluster.partition_of(&e).map_err(|reason| {
             ApiError::bad_request(if n == 1 {
                 reason
@@ -62,13 +68,13 @@ pub async fn decide(
                 format!("event {i}: {reason}")
             })
         })?;
-        by_part.entry(p).or_default().push((i, e));
+        by_part.entry(p).or_default().push((i, (e, timed)));
     }
     let mut out: Vec<Value> = vec![Value::Null; n];
     let calls = by_part.into_iter().map(|(p, group)| {
         let auth = auth.clone();
         async move {
-            let (idx, evs): (Vec<usize>, Vec<Event>) = group.into_iter().unzip();
+            let (idx, evs): (Vec<usize>, Vec<Timed>) = group.into_iter().unzip();
             let answers = decide_at(cluster, tenant, auth, how, p, evs).await?;
             Ok::<_, ApiError>(idx.into_iter().zip(answers).collect::<Vec<_>>())
         }
@@ -89,13 +95,24 @@ async fn decide_at(
     auth: Option<HeaderValue>,
     how: Decide,
     p: i32,
-    events: Vec<Event>,
+    events: Vec<Timed>,
 ) -> Result<Vec<Value>, ApiError> {
     let deadline = Instant::now() + cluster.cfg().lease * 3 / 2;
     loop {
         let attempt = match cluster.owner(p) {
             Some(m) if m.node == cluster.cfg().node => {
-                decide_local(cluster, tenant, how, p, events.clone()).await
+                let now = cluster.now_ms();
+                let stamped = events
+                    .iter()
+                    .map(|(e, timed)| {
+                        let mut e = e.clone();
+                        if !timed {
+                            e.ts = now;
+                        }
+                        e
+                    })
+                    .collect();
+                decide_local(cluster, tenant, how, p, stamped).await
             }
             Some(m) => call_owner(cluster, &m.url, auth.clone(), how, p, &events).await,
             None => Err(ApiError::unavailable(format!(
@@ -158,11 +175,21 @@ async fn call_owner(
     auth: Option<HeaderValue>,
     how: Decide,
     p: i32,
-    events: &[Event],
+    events: &[Timed],
 ) -> Result<Vec<Value>, ApiError> {
+    // An event that gave no time goes without one: its owner stamps it as it decides it.
     let body: Vec<Value> = events
         .iter()
-        .map(|e| serde_json::from_slice(&super::route::wire(e)).expect("wire JSON parses"))
+        .map(|(e, timed)| {
+            let mut v: Value =
+                serde_json::from_slice(&super::route::wire(e)).expect("wire JSON parses");
+            if !timed {
+                v.as_object_mut()
+                    .expect("wire JSON is an object")
+                    .remove("ts");
+            }
+            v
+        })
         .collect();
     let mut req = cluster
         .http()

@@ -408,6 +408,11 @@ impl Cluster {
         format!("kafka/{}/{}/{p}", self.cfg.group, self.cfg.topic)
     }
 
+    /// Now, by this node's clock (unix ms).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// The topic's partition count.
     pub fn partitions(&self) -> i32 {
         self.partitions
