@@ -267,27 +267,23 @@ struct PartPending {
 
 /// The `weir-tenant: ACCOUNT/PROJECT` header of a record, if it has one.
 fn tenant_header<M: Message>(m: &M) -> Option<(String, String)> {
-    use rdkafka::message::Headers;
-    let headers = m.headers()?;
-    headers.iter().find_map(|h| {
-        if h.key != TENANT_HEADER {
-            return None;
-        }
-        let v = std::str::from_utf8(h.value?).ok()?;
-        let (a, p) = v.split_once('/')?;
-        Some((a.to_string(), p.to_string()))
-    })
+    let (a, p) = header(m, TENANT_HEADER)?.split_once('/')?;
+    Some((a.to_string(), p.to_string()))
 }
 
 /// The `weir-origin` header of a record, if it has one.
 fn origin_header<M: Message>(m: &M) -> Option<String> {
+    header(m, ORIGIN_HEADER).map(str::to_string)
+}
+
+/// The first header `name` of a record, as UTF-8 text.
+fn header<'m, M: Message>(m: &'m M, name: &str) -> Option<&'m str> {
     use rdkafka::message::Headers;
     let headers = m.headers()?;
-    headers.iter().find_map(|h| {
-        (h.key == ORIGIN_HEADER)
-            .then(|| std::str::from_utf8(h.value?).ok().map(str::to_string))
-            .flatten()
-    })
+    headers
+        .iter()
+        .find_map(|h| (h.key == name).then_some(h.value).flatten())
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// The header naming the upstream message a record's events came from, by its dedupe key

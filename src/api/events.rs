@@ -321,14 +321,16 @@ enum OneOrMany {
     Many(Vec<Event>),
 }
 
-/// The events of a check body, and for each whether it gave its own time (one that did not
-/// is stamped again where it is decided, in cluster mode).
+/// The events of a check body and, in cluster mode (`timed`), for each whether it gave its
+/// own time (one that did not is stamped again where it is decided); else no flags.
 fn read_check_body(
     app: &App,
     body: Result<Bytes, BytesRejection>,
+    timed: bool,
 ) -> ApiResult<(OneOrMany, Vec<bool>)> {
     let body = json_body(&body?)?;
     let timed = match &body {
+        _ if !timed => Vec::new(),
         Value::Array(items) => items.iter().map(weir_core::gives_time).collect(),
         one => vec![weir_core::gives_time(one)],
     };
@@ -372,7 +374,7 @@ pub async fn check(
     InCluster(cl): InCluster,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::response::Response> {
-    let (body, timed) = read_check_body(&app, body)?;
+    let (body, timed) = read_check_body(&app, body, cl.is_some())?;
     if let Some(cl) = cl {
         return decide_in_cluster(&cl, &app, Decide::Check, body, timed).await;
     }
@@ -410,7 +412,7 @@ pub async fn add_and_check(
     InCluster(cl): InCluster,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::response::Response> {
-    let (body, timed) = read_check_body(&app, body)?;
+    let (body, timed) = read_check_body(&app, body, cl.is_some())?;
     if let Some(cl) = cl {
         return decide_in_cluster(&cl, &app, Decide::AddAndCheck, body, timed).await;
     }

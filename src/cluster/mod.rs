@@ -246,13 +246,10 @@ impl Cell {
 
     /// The cell's stored input position (the next offset to consume).
     pub async fn position(&self, key: String) -> Option<i64> {
-        let store = self.hub.node().store().clone();
-        store
-            .run(move |s| s.meta_get(&key))
+        stored_position(self.hub.node().store(), key)
             .await
             .ok()
             .flatten()
-            .and_then(|b| b.try_into().ok().map(i64::from_be_bytes))
     }
 
     /// Forget the AMQP dedupe markers older than `horizon` ms, at most every quarter
@@ -274,6 +271,14 @@ impl Cell {
         self.pruned_at.store(now, Ordering::SeqCst);
         Ok(Some(done.kept))
     }
+}
+
+/// The input position stored under `key` in `store`.
+async fn stored_position(store: &Store, key: String) -> anyhow::Result<Option<i64>> {
+    Ok(store
+        .run(move |s| s.meta_get(&key))
+        .await?
+        .and_then(|b| b.try_into().ok().map(i64::from_be_bytes)))
 }
 
 /// Where a cell keeps the dedupe markers of the AMQP messages it applied
@@ -750,11 +755,8 @@ impl Cluster {
         );
         let store = Store::new(Arc::new(fenced));
         let last_seq = store.run(|s| s.last_seq()).await?;
-        let key = self.position_key(p);
-        let applied_to = store
-            .run(move |s| s.meta_get(&key))
+        let applied_to = stored_position(&store, self.position_key(p))
             .await?
-            .and_then(|b| b.try_into().ok().map(i64::from_be_bytes))
             .unwrap_or(0);
         let log = store.start_log(self.serve.durable);
         let node = Arc::new(Node::new(
@@ -990,6 +992,7 @@ impl Cluster {
             .filter(|c| c.state() == CellState::Serving)
             .count();
         metrics::gauge!("weir_cluster_partitions_served").set(serving as f64);
+        let horizon = i64::try_from(self.cfg.dedupe_horizon.as_millis()).unwrap_or(i64::MAX);
         for cell in cells {
             let (pos, high) = (
                 cell.position(self.position_key(cell.partition)).await,
@@ -1001,7 +1004,6 @@ impl Cluster {
                 metrics::gauge!("weir_cluster_partition_lag", "partition" => cell.partition.to_string())
                     .set(lag as f64);
             }
-            let horizon = i64::try_from(self.cfg.dedupe_horizon.as_millis()).unwrap_or(i64::MAX);
             // A cell closed or fenced meanwhile writes nothing more.
             if !matches!(cell.state(), CellState::Serving | CellState::CatchingUp) {
                 continue;
